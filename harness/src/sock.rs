@@ -1,0 +1,557 @@
+//! Kernel sockets owned by a lab host, with the containment rule built in.
+//!
+//! Every [`Socket`] is created on a host thread (see [`crate::lab::HostWorker`]), which has entered that host's
+//! anonymous network namespace. Before a socket connects or sends anything, [`Socket::verify_containment`]
+//! asks the kernel (ioctl `SIOCGSKNS`) which namespace the socket lives in and compares it with the namespace of
+//! the lab host whose thread is running; a socket created elsewhere — in the root namespace above all — is
+//! refused with [`HarnessError::Containment`]. The answer is cached per socket (a socket never changes namespace).
+//!
+//! Operations report kernel outcomes as [`SockResult`] (value or errno by name): an errno is an *observation*,
+//! not a harness failure. Blocking operations take a timeout and never hang the harness.
+
+use std::cell::Cell;
+use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::errno::{errno_name, last_errno};
+use crate::error::HarnessError;
+use crate::lab::nsfd::socket_netns_inode;
+
+thread_local! {
+    /// The network-namespace inode of the lab host this thread serves, set by the host thread at start.
+    static LAB_NETNS: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Marks the calling thread as serving a lab host whose namespace has this inode.
+pub(crate) fn set_thread_lab_netns(inode: u64) {
+    LAB_NETNS.with(|c| c.set(Some(inode)));
+}
+
+/// The lab namespace inode of the calling thread, if it is a lab host thread.
+pub fn thread_lab_netns() -> Option<u64> {
+    LAB_NETNS.with(|c| c.get())
+}
+
+/// An outcome the kernel gave: a value, or an errno (named on display).
+pub type SockResult<T> = Result<T, Errno>;
+
+/// An errno value observed from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub fn last() -> Self {
+        Errno(last_errno())
+    }
+    pub fn name(self) -> String {
+        errno_name(self.0)
+    }
+}
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// IP version of a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+    fn domain(self) -> i32 {
+        match self {
+            Family::Ipv4 => libc::AF_INET,
+            Family::Ipv6 => libc::AF_INET6,
+        }
+    }
+    pub fn of(addr: IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+    pub fn unspecified(self) -> IpAddr {
+        match self {
+            Family::Ipv4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Family::Ipv6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        }
+    }
+}
+
+/// A kernel socket created on a lab host thread.
+#[derive(Debug)]
+pub struct Socket {
+    fd: OwnedFd,
+    family: Family,
+    /// Namespace inode verified once, before the first connect/send.
+    verified: Cell<bool>,
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+fn cvt(ret: libc::c_int) -> SockResult<libc::c_int> {
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cvt_size(ret: libc::ssize_t) -> SockResult<usize> {
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Encodes a socket address for the kernel.
+pub fn sockaddr_from(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_in fits in sockaddr_storage, which is suitably aligned.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: as above.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// Decodes a kernel socket address (IPv4 or IPv6 only).
+pub fn sockaddr_to(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match storage.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// The outcome of a receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// What recv returned (with MSG_TRUNC in the call flags: the datagram's real length).
+    pub returned: usize,
+    /// The bytes copied into the buffer.
+    pub data: Vec<u8>,
+    /// MSG_TRUNC was set in msg_flags: the datagram was longer than the buffer.
+    pub truncated: bool,
+    pub from: Option<SocketAddr>,
+}
+
+impl Socket {
+    /// Creates a socket in the calling thread's network namespace. Fails with a harness error if the calling
+    /// thread is not a lab host thread: sockets are never created in the root namespace.
+    pub fn new(family: Family, ty: i32, protocol: i32) -> Result<Socket, HarnessError> {
+        if thread_lab_netns().is_none() {
+            return Err(HarnessError::Containment(
+                "a socket was requested on a thread that is not a lab host thread; sockets are only created \
+                 inside lab namespaces"
+                    .into(),
+            ));
+        }
+        // SAFETY: plain syscall; the returned fd is owned below.
+        let fd = unsafe { libc::socket(family.domain(), ty | libc::SOCK_CLOEXEC, protocol) };
+        if fd < 0 {
+            return Err(HarnessError::Socket(format!(
+                "socket({}, {ty}, {protocol}): {}",
+                family.name(),
+                Errno::last()
+            )));
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Socket {
+            fd,
+            family,
+            verified: Cell::new(false),
+        })
+    }
+
+    /// Wraps a descriptor made elsewhere (e.g. by accept). It is verified like any other before it sends.
+    pub fn from_owned(fd: OwnedFd, family: Family) -> Socket {
+        Socket {
+            fd,
+            family,
+            verified: Cell::new(false),
+        }
+    }
+
+    pub fn tcp(family: Family) -> Result<Socket, HarnessError> {
+        Socket::new(family, libc::SOCK_STREAM, 0)
+    }
+    pub fn udp(family: Family) -> Result<Socket, HarnessError> {
+        Socket::new(family, libc::SOCK_DGRAM, 0)
+    }
+    /// A raw socket for crafted segments of `protocol` (e.g. IPPROTO_TCP); the kernel writes the IP header.
+    pub fn raw(family: Family, protocol: i32) -> Result<Socket, HarnessError> {
+        Socket::new(family, libc::SOCK_RAW, protocol)
+    }
+
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Checks that this socket lives in the network namespace of the lab host whose thread is running.
+    pub fn verify_containment(&self) -> Result<(), HarnessError> {
+        if self.verified.get() {
+            return Ok(());
+        }
+        let Some(expected) = thread_lab_netns() else {
+            return Err(HarnessError::Containment(
+                "a socket tried to connect or send from a thread that is not a lab host thread"
+                    .into(),
+            ));
+        };
+        let actual = socket_netns_inode(self.fd.as_raw_fd()).map_err(|e| {
+            HarnessError::Containment(format!(
+                "cannot read the socket's network namespace (SIOCGSKNS): {e}"
+            ))
+        })?;
+        if actual != expected {
+            return Err(HarnessError::Containment(format!(
+                "socket is in network namespace {actual}, not in the lab host's namespace {expected}; refusing to \
+                 let it connect or send"
+            )));
+        }
+        self.verified.set(true);
+        Ok(())
+    }
+
+    pub fn set_int_opt(&self, level: i32, name: i32, value: i32) -> SockResult<()> {
+        // SAFETY: value is a live c_int for the duration of the call.
+        cvt(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                name,
+                &value as *const i32 as *const libc::c_void,
+                size_of::<i32>() as libc::socklen_t,
+            )
+        })
+        .map(|_| ())
+    }
+
+    pub fn get_int_opt(&self, level: i32, name: i32) -> SockResult<i32> {
+        let mut value: i32 = 0;
+        let mut len = size_of::<i32>() as libc::socklen_t;
+        // SAFETY: value/len describe a valid buffer.
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                name,
+                &mut value as *mut i32 as *mut libc::c_void,
+                &mut len,
+            )
+        })?;
+        Ok(value)
+    }
+
+    pub fn set_nonblocking(&self, on: bool) -> SockResult<()> {
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: fcntl on an owned fd.
+        let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+        let new = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) }).map(|_| ())
+    }
+
+    pub fn bind(&self, addr: SocketAddr) -> SockResult<()> {
+        let (sa, len) = sockaddr_from(addr);
+        // SAFETY: sa/len come from sockaddr_from.
+        cvt(unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                &sa as *const _ as *const libc::sockaddr,
+                len,
+            )
+        })
+        .map(|_| ())
+    }
+
+    pub fn listen(&self, backlog: i32) -> SockResult<()> {
+        // SAFETY: plain syscall on an owned fd.
+        cvt(unsafe { libc::listen(self.fd.as_raw_fd(), backlog) }).map(|_| ())
+    }
+
+    pub fn local_addr(&self) -> SockResult<SocketAddr> {
+        // SAFETY: zeroed sockaddr_storage is valid; the kernel fills it.
+        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        cvt(unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                &mut storage as *mut _ as *mut libc::sockaddr,
+                &mut len,
+            )
+        })?;
+        sockaddr_to(&storage).ok_or(Errno(libc::EAFNOSUPPORT))
+    }
+
+    /// connect() with a deadline: the socket is made non-blocking, the connect started, and the outcome read
+    /// from SO_ERROR once the socket is writable. `Ok(Err(ETIMEDOUT))`-like outcomes are reported as
+    /// [`ConnectOutcome::TimedOut`] so a missing answer is told apart from a kernel ETIMEDOUT.
+    pub fn connect_timeout(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<ConnectOutcome, HarnessError> {
+        self.verify_containment()?;
+        self.set_nonblocking(true)
+            .map_err(|e| HarnessError::Socket(format!("O_NONBLOCK: {e}")))?;
+        let (sa, len) = sockaddr_from(addr);
+        // SAFETY: sa/len come from sockaddr_from.
+        let ret = unsafe {
+            libc::connect(
+                self.fd.as_raw_fd(),
+                &sa as *const _ as *const libc::sockaddr,
+                len,
+            )
+        };
+        let outcome = if ret == 0 {
+            ConnectOutcome::Done(Ok(()))
+        } else {
+            let errno = Errno::last();
+            if errno.0 != libc::EINPROGRESS {
+                ConnectOutcome::Done(Err(errno))
+            } else {
+                match self.poll(libc::POLLOUT, timeout) {
+                    0 => ConnectOutcome::TimedOut,
+                    _ => {
+                        let err = self
+                            .get_int_opt(libc::SOL_SOCKET, libc::SO_ERROR)
+                            .map_err(|e| HarnessError::Socket(format!("SO_ERROR: {e}")))?;
+                        ConnectOutcome::Done(if err == 0 { Ok(()) } else { Err(Errno(err)) })
+                    }
+                }
+            }
+        };
+        self.set_nonblocking(false)
+            .map_err(|e| HarnessError::Socket(format!("O_NONBLOCK off: {e}")))?;
+        Ok(outcome)
+    }
+
+    /// Plain connect() (used for UDP, which does not block).
+    pub fn connect(&self, addr: SocketAddr) -> Result<SockResult<()>, HarnessError> {
+        self.verify_containment()?;
+        let (sa, len) = sockaddr_from(addr);
+        // SAFETY: sa/len come from sockaddr_from.
+        Ok(cvt(unsafe {
+            libc::connect(
+                self.fd.as_raw_fd(),
+                &sa as *const _ as *const libc::sockaddr,
+                len,
+            )
+        })
+        .map(|_| ()))
+    }
+
+    /// poll() for `events`, returning the revents (0 on timeout).
+    pub fn poll(&self, events: i16, timeout: Duration) -> i16 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events,
+                revents: 0,
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd.
+            let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if ret < 0 && last_errno() == libc::EINTR {
+                continue;
+            }
+            if ret <= 0 {
+                return 0;
+            }
+            return pfd.revents;
+        }
+    }
+
+    pub fn send(&self, data: &[u8], flags: i32) -> Result<SockResult<usize>, HarnessError> {
+        self.verify_containment()?;
+        // SAFETY: data is a valid buffer; MSG_NOSIGNAL avoids SIGPIPE.
+        Ok(cvt_size(unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                data.as_ptr() as *const libc::c_void,
+                data.len(),
+                flags | libc::MSG_NOSIGNAL,
+            )
+        }))
+    }
+
+    pub fn send_to(
+        &self,
+        data: &[u8],
+        to: SocketAddr,
+        flags: i32,
+    ) -> Result<SockResult<usize>, HarnessError> {
+        self.verify_containment()?;
+        let (sa, len) = sockaddr_from(to);
+        // SAFETY: data and sa are valid for the call.
+        Ok(cvt_size(unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                data.as_ptr() as *const libc::c_void,
+                data.len(),
+                flags | libc::MSG_NOSIGNAL,
+                &sa as *const _ as *const libc::sockaddr,
+                len,
+            )
+        }))
+    }
+
+    /// recvmsg() with a buffer of `max` bytes, waiting at most `timeout` for the socket to become readable
+    /// (or to report an error). `None` means nothing arrived in time.
+    pub fn recv_timeout(
+        &self,
+        max: usize,
+        flags: i32,
+        timeout: Duration,
+    ) -> Option<SockResult<Received>> {
+        let revents = self.poll(libc::POLLIN, timeout);
+        if revents == 0 {
+            return None;
+        }
+        Some(self.recv_now(max, flags | libc::MSG_DONTWAIT))
+    }
+
+    /// One recvmsg() call now.
+    pub fn recv_now(&self, max: usize, flags: i32) -> SockResult<Received> {
+        let mut buf = vec![0u8; max];
+        // SAFETY: zeroed sockaddr_storage is valid.
+        let mut from: libc::sockaddr_storage = unsafe { zeroed() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain data; fields set below.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_name = &mut from as *mut _ as *mut libc::c_void;
+        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        // SAFETY: msg points at live buffers for the duration of the call.
+        let n = cvt_size(unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, flags) })?;
+        let copied = n.min(max);
+        buf.truncate(copied);
+        Ok(Received {
+            returned: n,
+            data: buf,
+            truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+            from: if msg.msg_namelen > 0 {
+                sockaddr_to(&from)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Waits up to `timeout` for a pending socket error (POLLERR), then reads and clears it via SO_ERROR.
+    pub fn wait_error(&self, timeout: Duration) -> Option<Errno> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let err = self
+                .get_int_opt(libc::SOL_SOCKET, libc::SO_ERROR)
+                .unwrap_or(0);
+            if err != 0 {
+                return Some(Errno(err));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            // POLLERR is always reported; ask for nothing else.
+            if self.poll(0, left) == 0 {
+                return None;
+            }
+        }
+    }
+}
+
+/// What a connect with a deadline ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    /// The kernel answered: connected, or an errno.
+    Done(SockResult<()>),
+    /// No answer before the deadline (no RST, no SYN-ACK).
+    TimedOut,
+}
+
+impl std::fmt::Display for ConnectOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectOutcome::Done(Ok(())) => f.write_str("connected"),
+            ConnectOutcome::Done(Err(e)) => write!(f, "{e}"),
+            ConnectOutcome::TimedOut => f.write_str("no answer before the deadline"),
+        }
+    }
+}
+
+/// Maps an io::Error to a harness error about a socket step.
+pub fn socket_step(step: &str, e: impl std::fmt::Display) -> HarnessError {
+    HarnessError::Socket(format!("{step}: {e}"))
+}
