@@ -1,0 +1,32 @@
+//! netconform's engine. A case flows left to right through these modules:
+//!
+//! - [`property`] — what a property is: id, clauses, lab questions, a case generator, `execute` (sockets) and
+//!   `check` (observations + trace → [`property::Verdict`]); [`property::Violation`] is a finding.
+//! - [`lab`] — hosts `a`/`b` in anonymous network namespaces on their own threads, veth over netlink, offloads
+//!   off (ethtool ioctl), sysctls and `--exec` commands per host, the privilege check.
+//! - [`sock`] — kernel sockets created on host threads, with the containment check before connect/send.
+//! - [`capture`] — AF_PACKET capture on the link: kernel ns timestamps, direction, drop counting.
+//! - [`frame`] — one captured frame, as every capture source hands it on.
+//! - [`wire`] — zero-copy packet views with checked constructors and owned reprs; wrap-aware `SeqNumber`.
+//! - [`trace`] — frames grouped into conversations, relative seq/ack, roles, canonical lines, labels.
+//! - [`pcapng`] — pcapng writer (ns resolution, direction, comments) and pcap/pcapng reader.
+//! - [`runner`] — one lab per case, concurrent workers, seeds, case files; [`report`] renders the results.
+//! - [`docs`] — coverage tables generated from the properties.
+//! - [`error`] — [`HarnessError`]: netconform could not run (never a finding); [`errno`] names errnos.
+
+pub mod capture;
+pub mod docs;
+pub mod errno;
+pub mod error;
+pub mod frame;
+pub mod lab;
+pub mod pcapng;
+pub mod property;
+pub mod report;
+pub mod runner;
+pub mod sock;
+pub mod trace;
+pub mod wire;
+
+pub use error::HarnessError;
+pub use lab::{ExecCommand, LabConfig, SysctlSetting};

@@ -1,0 +1,257 @@
+//! The property framework: what a property is, what a case is, and what a verdict says.
+//!
+//! A property is a generator of cases plus two functions kept apart on purpose: [`Property::execute`] drives
+//! real sockets in a lab and records what the kernel answered (it never parses packets), and
+//! [`Property::check`] judges those observations together with the captured [`Trace`] (it never touches a
+//! socket). A check returns a [`Verdict`]; a finding is a [`Violation`] that names the frame(s), the field, the
+//! expected and the actual value. A [`HarnessError`] (could not run) is never a verdict.
+
+use std::fmt;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::HarnessError;
+use crate::lab::{Lab, LabConfig};
+use crate::sock::Family;
+use crate::trace::Trace;
+
+/// The random source of one case; seeded from (run seed, property id, case index).
+pub type CaseRng = ChaCha8Rng;
+
+/// Derives the seed of case `index` of `property` in a run seeded with `run_seed` (stable across versions).
+pub fn case_seed(run_seed: u64, property: &str, index: u64) -> u64 {
+    // FNV-1a over the id, then splitmix64 — simple, documented, and independent of std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in property.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = run_seed ^ h ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+pub fn case_rng(seed: u64) -> CaseRng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// How the hosts of a property's lab are joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    /// A veth pair (default, fastest).
+    Veth,
+    /// A TUN relay with seeded impairments (not built yet).
+    Relay,
+    /// A scripted peer on TUN (not built yet).
+    Peer,
+}
+
+/// What a property needs to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    pub link: LinkKind,
+}
+
+/// Static description of a property (listed by `netconform list`).
+#[derive(Debug, Clone, Copy)]
+pub struct PropertyInfo {
+    /// Stable id, e.g. `tcp.rst.closed_port`; appears in reports and case files.
+    pub id: &'static str,
+    /// Suite, e.g. `tcp-lifecycle`.
+    pub suite: &'static str,
+    /// One line saying what holds.
+    pub title: &'static str,
+    /// Clauses checked, e.g. `RFC 9293 §3.10.7.1`.
+    pub clauses: &'static [&'static str],
+    /// Lab questions covered, e.g. `Q18`.
+    pub questions: &'static [&'static str],
+    pub needs: Needs,
+}
+
+/// A finding: the system under test did something a clause forbids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The clause broken.
+    pub clause: String,
+    /// What is wrong, in one sentence.
+    pub summary: String,
+    /// Frame numbers (1-based, as in Wireshark) the finding is about.
+    pub frames: Vec<usize>,
+    /// The field, e.g. `ack`, `flags`, `connect()`.
+    pub field: Option<String>,
+    pub expected: Option<String>,
+    pub actual: Option<String>,
+    /// Canonical lines around the frames (filled in by the runner from the trace).
+    #[serde(default)]
+    pub context: Vec<String>,
+}
+
+impl Violation {
+    pub fn new(clause: impl Into<String>, summary: impl Into<String>) -> Self {
+        Violation {
+            clause: clause.into(),
+            summary: summary.into(),
+            frames: Vec::new(),
+            field: None,
+            expected: None,
+            actual: None,
+            context: Vec::new(),
+        }
+    }
+    pub fn frame(mut self, number: usize) -> Self {
+        self.frames.push(number);
+        self
+    }
+    pub fn frames(mut self, numbers: impl IntoIterator<Item = usize>) -> Self {
+        self.frames.extend(numbers);
+        self
+    }
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+    pub fn expected(mut self, v: impl fmt::Display) -> Self {
+        self.expected = Some(v.to_string());
+        self
+    }
+    pub fn actual(mut self, v: impl fmt::Display) -> Self {
+        self.actual = Some(v.to_string());
+        self
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} [{}]", self.summary, self.clause)?;
+        if !self.frames.is_empty() {
+            let frames: Vec<String> = self.frames.iter().map(|n| format!("#{n}")).collect();
+            write!(f, "\n    frame(s): {}", frames.join(", "))?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "\n    field:    {field}")?;
+        }
+        if let Some(e) = &self.expected {
+            write!(f, "\n    expected: {e}")?;
+        }
+        if let Some(a) = &self.actual {
+            write!(f, "\n    actual:   {a}")?;
+        }
+        if !self.context.is_empty() {
+            write!(f, "\n    trace:")?;
+            for line in &self.context {
+                write!(f, "\n      {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The judgement of one case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "lowercase")]
+pub enum Verdict {
+    /// Everything checked held. `notes` are annotations (e.g. which close shape was seen), never findings.
+    Pass {
+        notes: Vec<String>,
+    },
+    Fail {
+        violation: Violation,
+    },
+    /// The case could not run here (missing capability, unsupported combination); says why.
+    Skip {
+        reason: String,
+    },
+    /// The case ran but its evidence is unusable (e.g. the capture dropped frames): neither pass nor fail.
+    Invalid {
+        reason: String,
+    },
+}
+
+impl Verdict {
+    pub fn pass() -> Self {
+        Verdict::Pass { notes: Vec::new() }
+    }
+    pub fn fail(v: Violation) -> Self {
+        Verdict::Fail { violation: v }
+    }
+}
+
+/// Collects several violations during a check and returns the first (others are attached as context).
+#[derive(Debug, Default)]
+pub struct Findings {
+    violations: Vec<Violation>,
+    pub notes: Vec<String>,
+}
+
+impl Findings {
+    pub fn push(&mut self, v: Violation) {
+        self.violations.push(v);
+    }
+    pub fn check(&mut self, ok: bool, v: impl FnOnce() -> Violation) {
+        if !ok {
+            self.violations.push(v());
+        }
+    }
+    pub fn note(&mut self, n: impl Into<String>) {
+        self.notes.push(n.into());
+    }
+    pub fn is_empty(&self) -> bool {
+        self.violations.is_empty()
+    }
+    pub fn verdict(self) -> Verdict {
+        let mut violations = self.violations.into_iter();
+        match violations.next() {
+            None => Verdict::Pass { notes: self.notes },
+            Some(mut first) => {
+                let more: Vec<String> = violations.map(|v| v.summary).collect();
+                if !more.is_empty() {
+                    first.summary = format!(
+                        "{} (and {} more: {})",
+                        first.summary,
+                        more.len(),
+                        more.join("; ")
+                    );
+                }
+                Verdict::Fail { violation: first }
+            }
+        }
+    }
+}
+
+/// What `execute` gets: the lab, plus the case's identity for diagnostics.
+pub struct CaseEnv<'l> {
+    pub lab: &'l Lab,
+    pub family: Family,
+    pub seed: u64,
+}
+
+/// A property, with its own case type and observation type.
+pub trait Property: Send + Sync + 'static {
+    /// A generated case: everything needed to re-run it (serialised into case files).
+    type Case: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static;
+    /// What the executor observed (socket outcomes), judged by `check` with the trace.
+    type Observed: fmt::Debug + Send + 'static;
+
+    fn info(&self) -> PropertyInfo;
+    /// Makes a case from its seeded random source.
+    fn generate(&self, rng: &mut CaseRng, family: Family) -> Self::Case;
+    /// Lab settings the case itself requires (sysctls it varies), added after the user's.
+    fn lab_config(&self, _case: &Self::Case) -> LabConfig {
+        LabConfig::default()
+    }
+    /// One line describing the case for reports.
+    fn describe(&self, case: &Self::Case) -> String;
+    /// Runs the case on real sockets in the lab.
+    fn execute(&self, case: &Self::Case, env: &CaseEnv) -> Result<Self::Observed, HarnessError>;
+    /// How long to keep capturing after `execute` returns, for answers still in flight.
+    fn settle(&self, _case: &Self::Case) -> std::time::Duration {
+        std::time::Duration::from_millis(10)
+    }
+    /// Judges the case.
+    fn check(&self, case: &Self::Case, observed: &Self::Observed, trace: &Trace) -> Verdict;
+}

@@ -1,0 +1,195 @@
+//! Reports of a run: the terminal summary, JSON, JUnit XML.
+//!
+//! The report never re-runs anything: it renders a [`RunReport`].
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use crate::error::HarnessError;
+use crate::runner::{CaseStatus, RunReport};
+
+/// The summary table printed at the end of a run, then the details of every case that did not pass.
+pub fn summary(report: &RunReport) -> String {
+    let mut s = String::new();
+    let idw = report
+        .properties
+        .iter()
+        .map(|p| p.id.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let _ = writeln!(
+        s,
+        "{:<idw$}  {:<14}  {:>5} {:>5} {:>5} {:>7} {:>5}  {:>8}  status",
+        "property", "suite", "pass", "fail", "skip", "invalid", "error", "time"
+    );
+    for p in &report.properties {
+        let _ = writeln!(
+            s,
+            "{:<idw$}  {:<14}  {:>5} {:>5} {:>5} {:>7} {:>5}  {:>7.2}s  {}",
+            p.id,
+            p.suite,
+            p.pass,
+            p.fail,
+            p.skip,
+            p.invalid,
+            p.error,
+            p.duration_ms as f64 / 1000.0,
+            p.status().to_uppercase()
+        );
+    }
+    for p in &report.properties {
+        for (note, count) in &p.notes {
+            let _ = writeln!(s, "  note {}: {note} ×{count}", p.id);
+        }
+    }
+    for p in &report.properties {
+        for c in p.problems.iter().take(5) {
+            let _ = writeln!(
+                s,
+                "\n{} {} case {} ({}, seed {}): {}",
+                c.status.label().to_uppercase(),
+                p.id,
+                c.index,
+                c.family.name(),
+                c.seed,
+                c.description
+            );
+            match &c.status {
+                CaseStatus::Fail { violation } => {
+                    let _ = writeln!(s, "  {}", violation.to_string().replace('\n', "\n  "));
+                }
+                CaseStatus::Invalid { reason } | CaseStatus::Skip { reason } => {
+                    let _ = writeln!(s, "  {reason}");
+                }
+                CaseStatus::Error { message } => {
+                    let _ = writeln!(s, "  {message}");
+                }
+                CaseStatus::Pass { .. } => {}
+            }
+            if let Some(pcap) = &c.pcap {
+                let _ = writeln!(s, "  pcapng: {pcap}");
+            }
+            if let Some(replay) = &c.replay {
+                let _ = writeln!(s, "  replay: {replay}");
+            }
+        }
+        if p.problems.len() > 5 {
+            let _ = writeln!(
+                s,
+                "\n… and {} more non-passing cases of {} (see the JSON report)",
+                p.problems.len() - 5,
+                p.id
+            );
+        }
+    }
+    let total: u64 = report
+        .properties
+        .iter()
+        .map(|p| p.pass + p.fail + p.skip + p.invalid + p.error)
+        .sum();
+    let _ = writeln!(
+        s,
+        "\n{} cases of {} properties in {:.2}s, seed {}{}",
+        total,
+        report.properties.len(),
+        report.duration_ms as f64 / 1000.0,
+        report.seed,
+        if report.interrupted {
+            " — INTERRUPTED (partial results)"
+        } else {
+            ""
+        }
+    );
+    s
+}
+
+pub fn write_json(report: &RunReport, path: &Path) -> Result<(), HarnessError> {
+    let text = serde_json::to_string_pretty(report).expect("reports serialise");
+    std::fs::write(path, text + "\n").map_err(|e| HarnessError::output(path.display(), e))
+}
+
+/// JUnit XML: one test suite per netconform suite, one test case per property.
+pub fn junit(report: &RunReport) -> String {
+    let mut junit = Report::new("netconform");
+    let mut suites: Vec<TestSuite> = Vec::new();
+    for p in &report.properties {
+        let idx = match suites.iter().position(|s| s.name.as_str() == p.suite) {
+            Some(i) => i,
+            None => {
+                suites.push(TestSuite::new(p.suite.clone()));
+                suites.len() - 1
+            }
+        };
+        let status = match p.status() {
+            "pass" => TestCaseStatus::success(),
+            "skip" => {
+                let mut st = TestCaseStatus::skipped();
+                if let TestCaseStatus::Skipped { message, .. } = &mut st {
+                    *message = p.problems.first().map(|c| c.description.clone().into());
+                }
+                st
+            }
+            other => {
+                let kind = if other == "fail" {
+                    NonSuccessKind::Failure
+                } else {
+                    NonSuccessKind::Error
+                };
+                let mut st = TestCaseStatus::non_success(kind);
+                let first = p
+                    .problems
+                    .iter()
+                    .find(|c| c.status.label() == other)
+                    .or(p.problems.first());
+                if let TestCaseStatus::NonSuccess {
+                    message,
+                    description,
+                    ty,
+                    ..
+                } = &mut st
+                {
+                    *ty = Some(other.to_string().into());
+                    if let Some(c) = first {
+                        let text = match &c.status {
+                            CaseStatus::Fail { violation } => violation.to_string(),
+                            CaseStatus::Invalid { reason } | CaseStatus::Skip { reason } => {
+                                reason.clone()
+                            }
+                            CaseStatus::Error { message } => message.clone(),
+                            CaseStatus::Pass { .. } => String::new(),
+                        };
+                        *message = Some(
+                            format!(
+                                "case {} ({}, seed {}): {}",
+                                c.index,
+                                c.family.name(),
+                                c.seed,
+                                c.description
+                            )
+                            .into(),
+                        );
+                        let mut d = text;
+                        if let Some(r) = &c.replay {
+                            d.push_str(&format!("\nreplay: {r}"));
+                        }
+                        *description = Some(d.into());
+                    }
+                }
+                st
+            }
+        };
+        let mut tc = TestCase::new(p.id.clone(), status);
+        tc.set_classname(p.suite.clone());
+        tc.set_time(std::time::Duration::from_millis(p.duration_ms));
+        suites[idx].add_test_case(tc);
+    }
+    junit.add_test_suites(suites);
+    junit.to_string().unwrap_or_default()
+}
+
+pub fn write_junit(report: &RunReport, path: &Path) -> Result<(), HarnessError> {
+    std::fs::write(path, junit(report)).map_err(|e| HarnessError::output(path.display(), e))
+}

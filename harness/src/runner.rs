@@ -1,0 +1,537 @@
+//! Running cases: type erasure over properties, one lab per case, concurrent workers, outputs per failure.
+//!
+//! A case flows left to right: generate → lab → capture → execute → settle → trace → check → verdict. Cases
+//! run concurrently in independent labs (`jobs` worker threads), so the timer waits of one case overlap with
+//! the work of others. Seeds are derived per (run seed, property, index): the same `--seed` gives the same
+//! cases whatever `--jobs` is.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::capture::realtime_ns;
+use crate::error::HarnessError;
+use crate::frame::{Frame, Host};
+use crate::lab::{host_addr, Lab, LabConfig};
+use crate::property::{case_rng, case_seed, CaseEnv, Property, PropertyInfo, Verdict};
+use crate::sock::Family;
+use crate::trace::{HostAddrs, Trace};
+
+/// A case, fully determined: what a case file holds and what `replay` re-runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseSpec {
+    pub property: String,
+    pub index: u64,
+    pub seed: u64,
+    pub family: Family,
+    /// The property's own case parameters.
+    pub case: serde_json::Value,
+    /// The user's lab settings (sysctls, exec commands) in force when the case ran.
+    pub lab: LabConfig,
+}
+
+/// Status of a finished case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum CaseStatus {
+    Pass {
+        notes: Vec<String>,
+    },
+    Fail {
+        violation: crate::property::Violation,
+    },
+    Skip {
+        reason: String,
+    },
+    Invalid {
+        reason: String,
+    },
+    /// The harness could not run the case (setup failure, panic in a property): neither pass nor fail.
+    Error {
+        message: String,
+    },
+}
+
+impl CaseStatus {
+    pub fn label(&self) -> &'static str {
+        match self {
+            CaseStatus::Pass { .. } => "pass",
+            CaseStatus::Fail { .. } => "fail",
+            CaseStatus::Skip { .. } => "skip",
+            CaseStatus::Invalid { .. } => "invalid",
+            CaseStatus::Error { .. } => "error",
+        }
+    }
+}
+
+/// Everything about one finished case. Frames are kept only until outputs are written.
+#[derive(Debug, Clone)]
+pub struct CaseRun {
+    pub spec: CaseSpec,
+    pub description: String,
+    pub status: CaseStatus,
+    pub frames: Vec<Frame>,
+    pub trace_text: String,
+    pub duration: Duration,
+}
+
+/// A property with its case and observation types erased.
+pub trait DynProperty: Send + Sync {
+    fn info(&self) -> PropertyInfo;
+    fn generate(&self, seed: u64, family: Family) -> serde_json::Value;
+    fn run_case(&self, spec: &CaseSpec) -> CaseRun;
+}
+
+impl<P: Property> DynProperty for P {
+    fn info(&self) -> PropertyInfo {
+        Property::info(self)
+    }
+
+    fn generate(&self, seed: u64, family: Family) -> serde_json::Value {
+        let mut rng = case_rng(seed);
+        let case = Property::generate(self, &mut rng, family);
+        serde_json::to_value(case).expect("case types serialise to JSON")
+    }
+
+    fn run_case(&self, spec: &CaseSpec) -> CaseRun {
+        let start = Instant::now();
+        let mut run = CaseRun {
+            spec: spec.clone(),
+            description: String::new(),
+            status: CaseStatus::Error {
+                message: "not run".into(),
+            },
+            frames: Vec::new(),
+            trace_text: String::new(),
+            duration: Duration::ZERO,
+        };
+        let case: P::Case = match serde_json::from_value(spec.case.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                run.status = CaseStatus::Error {
+                    message: format!("case parameters do not fit property {}: {e}", spec.property),
+                };
+                return run;
+            }
+        };
+        run.description = self.describe(&case);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            execute_and_check(self, &case, spec)
+        }));
+        match outcome {
+            Ok(Ok((status, frames, trace_text))) => {
+                run.status = status;
+                run.frames = frames;
+                run.trace_text = trace_text;
+            }
+            Ok(Err(e)) => {
+                run.status = CaseStatus::Error {
+                    message: e.to_string(),
+                }
+            }
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                run.status = CaseStatus::Error {
+                    message: format!("panic inside property {}: {msg}", spec.property),
+                };
+            }
+        }
+        run.duration = start.elapsed();
+        run
+    }
+}
+
+/// The lab hosts' addresses as the trace needs them.
+pub fn lab_host_addrs() -> HostAddrs {
+    let mut entries = Vec::new();
+    for host in [Host::A, Host::B] {
+        for family in [Family::Ipv4, Family::Ipv6] {
+            entries.push((host_addr(host, family), host));
+        }
+    }
+    HostAddrs::new(entries)
+}
+
+fn execute_and_check<P: Property>(
+    prop: &P,
+    case: &P::Case,
+    spec: &CaseSpec,
+) -> Result<(CaseStatus, Vec<Frame>, String), HarnessError> {
+    let mut config = spec.lab.clone();
+    let extra = prop.lab_config(case);
+    config.sysctls.extend(extra.sysctls);
+    config.exec.extend(extra.exec);
+    config.mtu = extra.mtu.or(config.mtu);
+    config.dynamic_neighbours |= extra.dynamic_neighbours;
+    let lab = Lab::build(&config)?;
+    let capture = lab.start_capture()?;
+    let start_ns = realtime_ns();
+    let env = CaseEnv {
+        lab: &lab,
+        family: spec.family,
+        seed: spec.seed,
+    };
+    let observed = prop.execute(case, &env)?;
+    std::thread::sleep(prop.settle(case));
+    let captured = capture.stop()?;
+    drop(lab);
+    let trace = Trace::build(&captured.frames, &lab_host_addrs(), Some(start_ns));
+    let trace_text = trace.render();
+    if captured.drops > 0 {
+        return Ok((
+            CaseStatus::Invalid {
+                reason: format!(
+                    "the capture dropped {} frame(s) (PACKET_STATISTICS)",
+                    captured.drops
+                ),
+            },
+            captured.frames,
+            trace_text,
+        ));
+    }
+    let status = match prop.check(case, &observed, &trace) {
+        Verdict::Pass { notes } => CaseStatus::Pass { notes },
+        Verdict::Fail { mut violation } => {
+            violation.context = context_lines(&trace, &violation.frames);
+            CaseStatus::Fail { violation }
+        }
+        Verdict::Skip { reason } => CaseStatus::Skip { reason },
+        Verdict::Invalid { reason } => CaseStatus::Invalid { reason },
+    };
+    Ok((status, captured.frames, trace_text))
+}
+
+/// Canonical lines around the frames a violation names (three before, three after), or the whole trace
+/// when it is short or no frame is named.
+pub fn context_lines(trace: &Trace, frames: &[usize]) -> Vec<String> {
+    let all: Vec<String> = trace.render().lines().map(str::to_string).collect();
+    if frames.is_empty() || all.len() <= 12 {
+        return all;
+    }
+    let lo = frames.iter().min().copied().unwrap_or(1).saturating_sub(4);
+    let hi = (frames.iter().max().copied().unwrap_or(1) + 3).min(all.len());
+    all[lo..hi].to_vec()
+}
+
+/// When to write pcapng files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PcapPolicy {
+    /// For every case that did not pass (fail, invalid, error).
+    Failures,
+    All,
+}
+
+/// How a run is shaped.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub cases: u64,
+    pub seed: u64,
+    pub jobs: usize,
+    pub families: Vec<Family>,
+    pub lab: LabConfig,
+    pub out_dir: PathBuf,
+    pub pcap: PcapPolicy,
+}
+
+/// What the runner tells its caller while it runs.
+pub enum Event<'a> {
+    CaseDone { property: &'a str, run: &'a CaseRun },
+}
+
+/// Summary of one property in a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PropertyResult {
+    pub id: String,
+    pub suite: String,
+    pub title: String,
+    pub clauses: Vec<String>,
+    pub questions: Vec<String>,
+    pub pass: u64,
+    pub fail: u64,
+    pub skip: u64,
+    pub invalid: u64,
+    pub error: u64,
+    pub duration_ms: u64,
+    /// Every case that did not pass, with where its files are.
+    pub problems: Vec<CaseProblem>,
+    /// Distinct pass notes with their counts (e.g. which close shapes were seen).
+    pub notes: Vec<(String, u64)>,
+}
+
+impl PropertyResult {
+    /// The property's overall status: fail > error > invalid > skip (all skipped) > pass.
+    pub fn status(&self) -> &'static str {
+        if self.fail > 0 {
+            "fail"
+        } else if self.error > 0 {
+            "error"
+        } else if self.invalid > 0 {
+            "invalid"
+        } else if self.pass == 0 && self.skip > 0 {
+            "skip"
+        } else {
+            "pass"
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseProblem {
+    pub index: u64,
+    pub seed: u64,
+    pub family: Family,
+    pub description: String,
+    #[serde(flatten)]
+    pub status: CaseStatus,
+    pub case_file: Option<String>,
+    pub pcap: Option<String>,
+    pub replay: Option<String>,
+}
+
+/// The result of a whole run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub netconform: String,
+    pub seed: u64,
+    pub cases_per_property: u64,
+    pub families: Vec<Family>,
+    pub duration_ms: u64,
+    pub interrupted: bool,
+    pub properties: Vec<PropertyResult>,
+}
+
+impl RunReport {
+    /// 0 when everything passed (or was skipped with a reason), 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        if self
+            .properties
+            .iter()
+            .all(|p| matches!(p.status(), "pass" | "skip"))
+            && !self.interrupted
+        {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// Set from a SIGINT handler: stop starting new cases.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Writes the case file and pcapng of a case; returns their paths.
+pub fn write_case_outputs(out_dir: &Path, run: &CaseRun) -> Result<(String, String), HarnessError> {
+    let dir = out_dir.join(&run.spec.property);
+    std::fs::create_dir_all(&dir).map_err(|e| HarnessError::output(dir.display(), e))?;
+    let stem = format!("case-{:04}-{}", run.spec.index, run.spec.family.name());
+    let case_path = dir.join(format!("{stem}.json"));
+    let pcap_path = dir.join(format!("{stem}.pcapng"));
+    let json = serde_json::to_string_pretty(&run.spec).expect("case spec serialises");
+    std::fs::write(&case_path, json + "\n")
+        .map_err(|e| HarnessError::output(case_path.display(), e))?;
+    let comment = format!(
+        "netconform {} case {} seed {} ({}): {} — {}",
+        run.spec.property,
+        run.spec.index,
+        run.spec.seed,
+        run.spec.family.name(),
+        run.description,
+        run.status.label()
+    );
+    crate::pcapng::write_case_frames(&pcap_path, &comment, &run.frames)
+        .map_err(|e| HarnessError::output(pcap_path.display(), e))?;
+    Ok((
+        case_path.display().to_string(),
+        pcap_path.display().to_string(),
+    ))
+}
+
+/// After Ctrl-C, how long cases already running may take to finish before the run reports what it has.
+pub const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs `cases` cases of every property with `jobs` concurrent labs.
+///
+/// On Ctrl-C ([`INTERRUPTED`]) no new case starts; cases already running get [`INTERRUPT_GRACE`] to finish,
+/// then the report of what finished is returned (the caller exits; the kernel frees the labs still open).
+pub fn run(
+    properties: &[&'static dyn DynProperty],
+    opts: &RunOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> RunReport {
+    let started = Instant::now();
+    let mut queue = VecDeque::new();
+    for (p, prop) in properties.iter().enumerate() {
+        let id = prop.info().id;
+        for index in 0..opts.cases {
+            let seed = case_seed(opts.seed, id, index);
+            let family = opts.families[(index as usize) % opts.families.len()];
+            queue.push_back((p, index, seed, family));
+        }
+    }
+    let total = queue.len();
+    let queue = Arc::new(Mutex::new(queue));
+    let mut results: Vec<PropertyResult> = properties
+        .iter()
+        .map(|prop| {
+            let info = prop.info();
+            PropertyResult {
+                id: info.id.into(),
+                suite: info.suite.into(),
+                title: info.title.into(),
+                clauses: info.clauses.iter().map(|s| s.to_string()).collect(),
+                questions: info.questions.iter().map(|s| s.to_string()).collect(),
+                pass: 0,
+                fail: 0,
+                skip: 0,
+                invalid: 0,
+                error: 0,
+                duration_ms: 0,
+                problems: Vec::new(),
+                notes: Vec::new(),
+            }
+        })
+        .collect();
+    let (done_tx, done_rx) =
+        std::sync::mpsc::channel::<(usize, CaseRun, Option<(String, String)>, Option<String>)>();
+    let props: Arc<Vec<&'static dyn DynProperty>> = Arc::new(properties.to_vec());
+    for _ in 0..opts.jobs.max(1).min(total.max(1)) {
+        let (queue, props, done_tx, opts) =
+            (queue.clone(), props.clone(), done_tx.clone(), opts.clone());
+        std::thread::spawn(move || loop {
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                return;
+            }
+            let Some((p, index, seed, family)) = queue.lock().unwrap().pop_front() else {
+                return;
+            };
+            let prop = props[p];
+            let spec = CaseSpec {
+                property: prop.info().id.to_string(),
+                index,
+                seed,
+                family,
+                case: prop.generate(seed, family),
+                lab: opts.lab.clone(),
+            };
+            let mut run = prop.run_case(&spec);
+            let passed = matches!(
+                run.status,
+                CaseStatus::Pass { .. } | CaseStatus::Skip { .. }
+            );
+            let (mut files, mut write_error) = (None, None);
+            if !passed || opts.pcap == PcapPolicy::All {
+                match write_case_outputs(&opts.out_dir, &run) {
+                    Ok(f) => files = Some(f),
+                    Err(e) => write_error = Some(e.to_string()),
+                }
+            }
+            run.frames = Vec::new();
+            if done_tx.send((p, run, files, write_error)).is_err() {
+                return;
+            }
+        });
+    }
+    drop(done_tx);
+    let mut finished = 0;
+    let mut grace_until: Option<Instant> = None;
+    while finished < total {
+        let received = match grace_until {
+            Some(until) => {
+                match done_rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            }
+            None => match done_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => r,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if INTERRUPTED.load(Ordering::Relaxed) {
+                        grace_until = Some(Instant::now() + INTERRUPT_GRACE);
+                    }
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        finished += 1;
+        let (p, run, files, write_error) = received;
+        record(&mut results[p], &run, files, write_error);
+        on_event(Event::CaseDone {
+            property: props[p].info().id,
+            run: &run,
+        });
+    }
+    for p in &mut results {
+        p.problems.sort_by_key(|c| c.index);
+        p.notes.sort();
+    }
+    RunReport {
+        netconform: env!("CARGO_PKG_VERSION").to_string(),
+        seed: opts.seed,
+        cases_per_property: opts.cases,
+        families: opts.families.clone(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        interrupted: INTERRUPTED.load(Ordering::Relaxed),
+        properties: results,
+    }
+}
+
+fn record(
+    r: &mut PropertyResult,
+    run: &CaseRun,
+    files: Option<(String, String)>,
+    write_error: Option<String>,
+) {
+    r.duration_ms += run.duration.as_millis() as u64;
+    match &run.status {
+        CaseStatus::Pass { notes } => {
+            r.pass += 1;
+            for n in notes {
+                match r.notes.iter_mut().find(|(k, _)| k == n) {
+                    Some((_, c)) => *c += 1,
+                    None => r.notes.push((n.clone(), 1)),
+                }
+            }
+        }
+        CaseStatus::Fail { .. } => r.fail += 1,
+        CaseStatus::Skip { .. } => r.skip += 1,
+        CaseStatus::Invalid { .. } => r.invalid += 1,
+        CaseStatus::Error { .. } => r.error += 1,
+    }
+    if matches!(
+        run.status,
+        CaseStatus::Pass { .. } | CaseStatus::Skip { .. }
+    ) {
+        return;
+    }
+    let mut status = run.status.clone();
+    if let Some(e) = &write_error {
+        let msg = format!(" (writing its case file and pcapng failed: {e})");
+        match &mut status {
+            CaseStatus::Error { message } => message.push_str(&msg),
+            CaseStatus::Invalid { reason } | CaseStatus::Skip { reason } => reason.push_str(&msg),
+            CaseStatus::Fail { violation } => violation.summary.push_str(&msg),
+            CaseStatus::Pass { .. } => {}
+        }
+    }
+    r.problems.push(CaseProblem {
+        index: run.spec.index,
+        seed: run.spec.seed,
+        family: run.spec.family,
+        description: run.description.clone(),
+        status,
+        replay: files
+            .as_ref()
+            .map(|(c, _)| format!("netconform replay {c}")),
+        case_file: files.as_ref().map(|(c, _)| c.clone()),
+        pcap: files.as_ref().map(|(_, p)| p.clone()),
+    });
+}
