@@ -1,0 +1,370 @@
+//! Argument parsing and the subcommands.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use harness::lab::{ExecCommand, LabConfig, SysctlSetting};
+use harness::runner::{self, CaseSpec, CaseStatus, DynProperty, Event, PcapPolicy, RunOptions};
+use harness::sock::Family;
+use harness::HarnessError;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "netconform",
+    version,
+    about = "Property-based conformance harness for TCP/UDP on real kernel sockets in network namespaces",
+    after_help = "Exit codes: 0 all passed, 1 a property failed (or a case was invalid/errored), 2 could not run."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every property: id, suite, clauses, lab questions.
+    List {
+        /// JSON instead of a table.
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// The coverage tables of docs/ (RFC clauses and lab questions), generated from the code.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Run properties against the kernel in fresh labs.
+    Run(RunArgs),
+    /// Re-run one case from its case file and print the verdict and the canonical trace.
+    Replay {
+        /// A case file written by `run` (e.g. netconform-out/<property>/case-0003-ipv4.json).
+        file: PathBuf,
+        /// Where to write the replay's pcapng.
+        #[arg(long, default_value = "netconform-out")]
+        out: PathBuf,
+    },
+    /// Print the canonical trace of a pcap or pcapng file (roles by first talker: A, then B).
+    Trace { file: PathBuf },
+    /// Measure lab setup+teardown time and cases/s of each property (targets: see README).
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FamilyArg {
+    Ipv4,
+    Ipv6,
+    Both,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PcapArg {
+    Failures,
+    All,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Run only this suite (repeatable).
+    #[arg(long = "suite")]
+    suites: Vec<String>,
+    /// Run only this property (repeatable).
+    #[arg(long = "property")]
+    properties: Vec<String>,
+    /// Cases per property.
+    #[arg(long, default_value_t = 64)]
+    cases: u64,
+    /// Run seed (default: from the clock, printed so the run can be repeated).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Cases running at once, each in its own lab.
+    #[arg(long, default_value_t = 8)]
+    jobs: usize,
+    #[arg(long, value_enum, default_value_t = FamilyArg::Both)]
+    family: FamilyArg,
+    /// A sysctl in one host's namespace, H:KEY=VALUE (e.g. b:net.ipv4.tcp_sack=0); repeatable.
+    #[arg(long = "sysctl")]
+    sysctls: Vec<String>,
+    /// A command run with `sh -c` inside one host's namespace before each case, H:COMMAND; repeatable.
+    #[arg(long = "exec")]
+    exec: Vec<String>,
+    /// Directory for case files and pcapng files.
+    #[arg(long, default_value = "netconform-out")]
+    out: PathBuf,
+    /// Write pcapng for failures only, or for every case.
+    #[arg(long, value_enum, default_value_t = PcapArg::Failures)]
+    pcap: PcapArg,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a JUnit XML report here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+}
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    runner::INTERRUPTED.store(true, Ordering::SeqCst);
+    // A second Ctrl-C ends the process at once (the kernel still frees every lab).
+    // SAFETY: signal() is async-signal-safe.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+}
+
+pub fn main() -> Result<i32, HarnessError> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List { json, markdown } => {
+            list(json, markdown);
+            Ok(0)
+        }
+        Command::Run(args) => run(args),
+        Command::Replay { file, out } => replay(file, out),
+        Command::Trace { file } => trace(file),
+        Command::Bench(args) => {
+            harness::lab::privileges::check()?;
+            crate::bench::bench(args)
+        }
+    }
+}
+
+fn list(json: bool, markdown: bool) {
+    let props = suites::all();
+    if json {
+        let v: Vec<serde_json::Value> = props
+            .iter()
+            .map(|p| {
+                let i = p.info();
+                serde_json::json!({
+                    "id": i.id, "suite": i.suite, "title": i.title,
+                    "clauses": i.clauses, "questions": i.questions,
+                    "link": i.needs.link,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+    } else if markdown {
+        print!(
+            "{}",
+            harness::docs::coverage_markdown(&props.iter().map(|p| p.info()).collect::<Vec<_>>())
+        );
+    } else {
+        let idw = props.iter().map(|p| p.info().id.len()).max().unwrap_or(8);
+        println!(
+            "{:<idw$}  {:<14}  {:<10}  clauses",
+            "property", "suite", "questions"
+        );
+        for p in props {
+            let i = p.info();
+            println!(
+                "{:<idw$}  {:<14}  {:<10}  {}",
+                i.id,
+                i.suite,
+                i.questions.join(","),
+                i.clauses.join("; ")
+            );
+            println!("{:<idw$}  {}", "", i.title);
+        }
+    }
+}
+
+fn select(args: &RunArgs) -> Result<Vec<&'static dyn DynProperty>, HarnessError> {
+    let all = suites::all();
+    for s in &args.suites {
+        if !all.iter().any(|p| p.info().suite == s) {
+            return Err(HarnessError::Usage(format!(
+                "--suite {s:?}: no such suite (known: {})",
+                suites::suites().join(", ")
+            )));
+        }
+    }
+    for id in &args.properties {
+        if !all.iter().any(|p| p.info().id == id) {
+            let ids: Vec<&str> = all.iter().map(|p| p.info().id).collect();
+            return Err(HarnessError::Usage(format!(
+                "--property {id:?}: no such property (known: {})",
+                ids.join(", ")
+            )));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|p| {
+            let i = p.info();
+            let by_suite = args.suites.is_empty() || args.suites.iter().any(|s| s == i.suite);
+            let by_id = args.properties.is_empty() || args.properties.iter().any(|id| id == i.id);
+            // A selftest property runs only when named.
+            let hidden = i.suite == "selftest" && !args.properties.iter().any(|id| id == i.id);
+            by_suite && by_id && !hidden
+        })
+        .collect())
+}
+
+fn run(args: RunArgs) -> Result<i32, HarnessError> {
+    let props = select(&args)?;
+    if args.cases == 0 {
+        return Err(HarnessError::Usage("--cases must be at least 1".into()));
+    }
+    if args.jobs == 0 || args.jobs > 256 {
+        return Err(HarnessError::Usage(
+            "--jobs must be between 1 and 256".into(),
+        ));
+    }
+    let mut lab = LabConfig::default();
+    for s in &args.sysctls {
+        lab.sysctls.push(SysctlSetting::parse(s)?);
+    }
+    for e in &args.exec {
+        lab.exec.push(ExecCommand::parse(e)?);
+    }
+    harness::lab::privileges::check()?;
+    let seed = args
+        .seed
+        .unwrap_or_else(|| harness::capture::realtime_ns() % 1_000_000_000);
+    let families = match args.family {
+        FamilyArg::Ipv4 => vec![Family::Ipv4],
+        FamilyArg::Ipv6 => vec![Family::Ipv6],
+        FamilyArg::Both => vec![Family::Ipv4, Family::Ipv6],
+    };
+    let opts = RunOptions {
+        cases: args.cases,
+        seed,
+        jobs: args.jobs,
+        families,
+        lab,
+        out_dir: args.out.clone(),
+        pcap: match args.pcap {
+            PcapArg::Failures => PcapPolicy::Failures,
+            PcapArg::All => PcapPolicy::All,
+        },
+    };
+    // SAFETY: installing a handler that only stores to an atomic and resets itself.
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    eprintln!(
+        "netconform {}: {} properties × {} cases, seed {seed}, {} jobs (repeat with --seed {seed})",
+        env!("CARGO_PKG_VERSION"),
+        props.len(),
+        args.cases,
+        args.jobs
+    );
+    let tty = std::io::stderr().is_terminal();
+    let multi = MultiProgress::new();
+    let idw = props.iter().map(|p| p.info().id.len()).max().unwrap_or(8);
+    let style = ProgressStyle::with_template(&format!(
+        "{{prefix:<{idw}}} [{{bar:30}}] {{pos:>5}}/{{len:5}} {{msg}} {{elapsed:>4}}"
+    ))
+    .expect("valid template")
+    .progress_chars("=> ");
+    // Per property: its id, its bar, and (cases done, cases not passing).
+    type Bar = (String, ProgressBar, Mutex<(u64, u64)>);
+    let bars: Vec<Bar> = props
+        .iter()
+        .map(|p| {
+            let bar = if tty {
+                multi.add(ProgressBar::new(args.cases))
+            } else {
+                ProgressBar::hidden()
+            };
+            bar.set_style(style.clone());
+            bar.set_prefix(p.info().id);
+            (p.info().id.to_string(), bar, Mutex::new((0, 0)))
+        })
+        .collect();
+    let on_event = |event: Event| match event {
+        Event::CaseDone { property, run } => {
+            if let Some((_, bar, counts)) = bars.iter().find(|(id, _, _)| id == property) {
+                let mut c = counts.lock().unwrap();
+                c.0 += 1;
+                if !matches!(
+                    run.status,
+                    CaseStatus::Pass { .. } | CaseStatus::Skip { .. }
+                ) {
+                    c.1 += 1;
+                    bar.set_message(format!("{} not passing", c.1));
+                }
+                bar.inc(1);
+                if c.0 == args.cases {
+                    bar.finish();
+                    if !tty {
+                        eprintln!("  {property}: {} cases done, {} not passing", c.0, c.1);
+                    }
+                }
+            }
+        }
+    };
+    let report = runner::run(&props, &opts, &on_event);
+    for (_, bar, _) in &bars {
+        bar.finish_and_clear();
+    }
+    println!("{}", harness::report::summary(&report));
+    if let Some(path) = &args.json {
+        harness::report::write_json(&report, path)?;
+    }
+    if let Some(path) = &args.junit {
+        harness::report::write_junit(&report, path)?;
+    }
+    Ok(report.exit_code())
+}
+
+fn replay(file: PathBuf, out: PathBuf) -> Result<i32, HarnessError> {
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| HarnessError::output(file.display(), e))?;
+    let spec: CaseSpec = serde_json::from_str(&text).map_err(|e| {
+        HarnessError::Usage(format!(
+            "{}: not a netconform case file: {e}",
+            file.display()
+        ))
+    })?;
+    let Some(prop) = suites::all_including_selftest()
+        .into_iter()
+        .find(|p| p.info().id == spec.property)
+    else {
+        return Err(HarnessError::Usage(format!(
+            "{}: property {:?} is not known to this netconform",
+            file.display(),
+            spec.property
+        )));
+    };
+    harness::lab::privileges::check()?;
+    let run = prop.run_case(&spec);
+    println!(
+        "{} case {} ({}, seed {}): {}",
+        spec.property,
+        spec.index,
+        spec.family.name(),
+        spec.seed,
+        run.description
+    );
+    println!("\n{}", run.trace_text);
+    let (_, pcap_path) = runner::write_case_outputs(&out, &run)?;
+    match &run.status {
+        CaseStatus::Pass { notes } => {
+            println!(
+                "PASS{}",
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", notes.join("; "))
+                }
+            )
+        }
+        CaseStatus::Fail { violation } => println!("FAIL {violation}"),
+        CaseStatus::Skip { reason } => println!("SKIP {reason}"),
+        CaseStatus::Invalid { reason } => println!("INVALID {reason}"),
+        CaseStatus::Error { message } => println!("ERROR {message}"),
+    }
+    println!("pcapng: {pcap_path}");
+    Ok(match run.status {
+        CaseStatus::Pass { .. } | CaseStatus::Skip { .. } => 0,
+        _ => 1,
+    })
+}
+
+fn trace(file: PathBuf) -> Result<i32, HarnessError> {
+    let records = harness::pcapng::read_capture(&file)
+        .map_err(|e| HarnessError::Usage(format!("{}: {e}", file.display())))?;
+    let frames: Vec<harness::frame::Frame> = records.into_iter().map(|r| r.frame).collect();
+    let hosts = harness::trace::HostAddrs::by_first_talker(&frames);
+    let trace = harness::trace::Trace::build(&frames, &hosts, None);
+    print!("{}", trace.render());
+    Ok(0)
+}

@@ -1,0 +1,41 @@
+//! netconform's properties, one module per behaviour area (see `../shared/lab-catalogue.md`).
+//!
+//! - [`tcp_lifecycle`] — suite `tcp-lifecycle`: handshake, identity, RST, close shapes, state machine.
+//! - [`udp`] — suite `udp`: ports, datagrams, ICMP errors, buffers.
+//! - [`selftest`] — properties that test the harness itself (hidden unless `NETCONFORM_SELFTEST=1`).
+
+pub mod selftest;
+pub mod tcp_lifecycle;
+pub mod udp;
+
+use harness::runner::DynProperty;
+
+/// Every property of the default suites, in listing order.
+pub fn all() -> Vec<&'static dyn DynProperty> {
+    let mut props: Vec<&'static dyn DynProperty> =
+        vec![&tcp_lifecycle::RstOnClosedPort, &udp::PortUnreachable];
+    if selftest::enabled() {
+        props.extend(selftest::all());
+    }
+    props
+}
+
+/// Suite names, in listing order.
+pub fn suites() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for p in all() {
+        let s = p.info().suite;
+        if !names.contains(&s) {
+            names.push(s);
+        }
+    }
+    names
+}
+
+/// Every property including the self-test ones (for `replay` of a self-test case file).
+pub fn all_including_selftest() -> Vec<&'static dyn DynProperty> {
+    let mut props: Vec<&'static dyn DynProperty> =
+        vec![&tcp_lifecycle::RstOnClosedPort, &udp::PortUnreachable];
+    props.extend(selftest::all());
+    props
+}
