@@ -51,6 +51,15 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
             args.properties.is_empty() || args.properties.iter().any(|id| id == p.info().id)
         })
         .collect();
+    // tcp.random_ops is measured on programs of up to 20 ops without sleeps (issue #3's target).
+    let _ = suites::random_ops::LIMITS.set((
+        harness::model::GenLimits {
+            max_ops: 20,
+            allow_sleep: false,
+            allow_udp: true,
+        },
+        None,
+    ));
     let mut code = 0;
     for prop in props {
         let opts = RunOptions {
@@ -61,6 +70,9 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
             lab: LabConfig::default(),
             out_dir: std::env::temp_dir().join("netconform-bench"),
             pcap: PcapPolicy::Failures,
+            shrink_budget: Duration::ZERO,
+            shrink_max_cases: 0,
+            confirm_runs: 0,
         };
         let t = Instant::now();
         let report = runner::run(&[prop], &opts, &|_| {});

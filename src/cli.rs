@@ -101,6 +101,26 @@ struct RunArgs {
     /// Write a JUnit XML report here.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Time budget for shrinking one failing case, in seconds.
+    #[arg(long, default_value_t = 30)]
+    shrink_time: u64,
+    /// Failing cases per property that are shrunk.
+    #[arg(long, default_value_t = 3)]
+    shrink_cases: usize,
+    /// Re-runs of a shrunk case that classify it `confirmed` (all fail) or `flaky`.
+    #[arg(long, default_value_t = 3)]
+    confirm: usize,
+    /// Most ops in a generated program (tcp.random_ops).
+    #[arg(long, default_value_t = 20)]
+    max_ops: usize,
+    /// Test only: inject a deliberate error into the model's predictions.
+    #[arg(long, hide = true, value_enum)]
+    model_fault: Option<ModelFaultArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModelFaultArg {
+    WriteAfterShutdownSucceeds,
 }
 
 extern "C" fn on_sigint(_: libc::c_int) {
@@ -236,7 +256,20 @@ fn run(args: RunArgs) -> Result<i32, HarnessError> {
             PcapArg::Failures => PcapPolicy::Failures,
             PcapArg::All => PcapPolicy::All,
         },
+        shrink_budget: std::time::Duration::from_secs(args.shrink_time),
+        shrink_max_cases: args.shrink_cases,
+        confirm_runs: args.confirm,
     };
+    let fault = args.model_fault.map(|f| match f {
+        ModelFaultArg::WriteAfterShutdownSucceeds => {
+            harness::model::ModelFault::WriteAfterShutdownSucceeds
+        }
+    });
+    let limits = harness::model::GenLimits {
+        max_ops: args.max_ops.max(1),
+        ..Default::default()
+    };
+    let _ = suites::random_ops::LIMITS.set((limits, fault));
     // SAFETY: installing a handler that only stores to an atomic and resets itself.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
     eprintln!(

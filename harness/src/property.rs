@@ -252,6 +252,15 @@ pub trait Property: Send + Sync + 'static {
     fn settle(&self, _case: &Self::Case) -> std::time::Duration {
         std::time::Duration::from_millis(10)
     }
+    /// Smaller variants of a failing case, most promising first (empty: the property does not shrink).
+    /// Every candidate must be a valid case: ops on missing sockets are no-ops, so removing ops is safe.
+    fn shrink(&self, _case: &Self::Case) -> Vec<Self::Case> {
+        Vec::new()
+    }
+    /// The size shrinking minimises (e.g. the number of ops), for reports.
+    fn size(&self, _case: &Self::Case) -> Option<usize> {
+        None
+    }
     /// Judges the case.
     fn check(&self, case: &Self::Case, observed: &Self::Observed, trace: &Trace) -> Verdict;
 }

@@ -69,6 +69,19 @@ pub fn summary(report: &RunReport) -> String {
                 }
                 CaseStatus::Pass { .. } => {}
             }
+            if let Some(sh) = &c.shrink {
+                let _ = writeln!(
+                    s,
+                    "  shrunk: {} -> {} ops in {} runs ({:.1} s); {} ({}/{} re-runs failed)",
+                    sh.original_size.map_or("?".into(), |n| n.to_string()),
+                    sh.shrunk_size.map_or("?".into(), |n| n.to_string()),
+                    sh.attempts,
+                    sh.shrink_ms as f64 / 1000.0,
+                    sh.classification.to_uppercase(),
+                    sh.confirmations_failed,
+                    sh.confirmations
+                );
+            }
             if let Some(pcap) = &c.pcap {
                 let _ = writeln!(s, "  pcapng: {pcap}");
             }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::capture::realtime_ns;
 use crate::error::HarnessError;
 use crate::frame::{Frame, Host};
+use crate::invariants::InvariantContext;
 use crate::lab::{host_addr, Lab, LabConfig};
 use crate::property::{case_rng, case_seed, CaseEnv, Property, PropertyInfo, Verdict};
 use crate::sock::Family;
@@ -84,6 +85,10 @@ pub trait DynProperty: Send + Sync {
     fn info(&self) -> PropertyInfo;
     fn generate(&self, seed: u64, family: Family) -> serde_json::Value;
     fn run_case(&self, spec: &CaseSpec) -> CaseRun;
+    /// Smaller candidates of a case (see [`Property::shrink`]).
+    fn shrink(&self, case: &serde_json::Value) -> Vec<serde_json::Value>;
+    /// The size of a case shrinking minimises.
+    fn size(&self, case: &serde_json::Value) -> Option<usize>;
 }
 
 impl<P: Property> DynProperty for P {
@@ -95,6 +100,22 @@ impl<P: Property> DynProperty for P {
         let mut rng = case_rng(seed);
         let case = Property::generate(self, &mut rng, family);
         serde_json::to_value(case).expect("case types serialise to JSON")
+    }
+
+    fn shrink(&self, case: &serde_json::Value) -> Vec<serde_json::Value> {
+        match serde_json::from_value::<P::Case>(case.clone()) {
+            Ok(c) => Property::shrink(self, &c)
+                .into_iter()
+                .map(|c| serde_json::to_value(c).expect("case types serialise to JSON"))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn size(&self, case: &serde_json::Value) -> Option<usize> {
+        serde_json::from_value::<P::Case>(case.clone())
+            .ok()
+            .and_then(|c| Property::size(self, &c))
     }
 
     fn run_case(&self, spec: &CaseSpec) -> CaseRun {
@@ -182,7 +203,10 @@ fn execute_and_check<P: Property>(
     let observed = prop.execute(case, &env)?;
     std::thread::sleep(prop.settle(case));
     let captured = capture.stop()?;
-    drop(lab);
+    let rcvbuf_limit = [
+        Some(lab.rcvbuf_limit(Host::A)),
+        Some(lab.rcvbuf_limit(Host::B)),
+    ];
     let trace = Trace::build(&captured.frames, &lab_host_addrs(), Some(start_ns));
     let trace_text = trace.render();
     if captured.drops > 0 {
@@ -197,10 +221,23 @@ fn execute_and_check<P: Property>(
             trace_text,
         ));
     }
-    let status = match prop.check(case, &observed, &trace) {
+    let mut verdict = prop.check(case, &observed, &trace);
+    if let Verdict::Pass { .. } = verdict {
+        let ctx = InvariantContext {
+            capture_host: Some(Host::A),
+            rcvbuf_limit,
+        };
+        if let Some((id, mut v)) = crate::invariants::check(&trace, &ctx).into_iter().next() {
+            v.summary = format!("[invariant {id}] {}", v.summary);
+            verdict = Verdict::Fail { violation: v };
+        }
+    }
+    let status = match verdict {
         Verdict::Pass { notes } => CaseStatus::Pass { notes },
         Verdict::Fail { mut violation } => {
-            violation.context = context_lines(&trace, &violation.frames);
+            violation
+                .context
+                .extend(context_lines(&trace, &violation.frames));
             CaseStatus::Fail { violation }
         }
         Verdict::Skip { reason } => CaseStatus::Skip { reason },
@@ -213,12 +250,88 @@ fn execute_and_check<P: Property>(
 /// when it is short or no frame is named.
 pub fn context_lines(trace: &Trace, frames: &[usize]) -> Vec<String> {
     let all: Vec<String> = trace.render().lines().map(str::to_string).collect();
-    if frames.is_empty() || all.len() <= 12 {
+    if all.len() <= 12 {
         return all;
+    }
+    if frames.is_empty() {
+        let mut head: Vec<String> = all.iter().take(30).cloned().collect();
+        if all.len() > 30 {
+            head.push(format!("… {} more frames (see the pcapng)", all.len() - 30));
+        }
+        return head;
     }
     let lo = frames.iter().min().copied().unwrap_or(1).saturating_sub(4);
     let hi = (frames.iter().max().copied().unwrap_or(1) + 3).min(all.len());
     all[lo..hi].to_vec()
+}
+
+/// How a failure was minimised and confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShrinkReport {
+    pub original_size: Option<usize>,
+    pub shrunk_size: Option<usize>,
+    /// Candidate cases run while shrinking.
+    pub attempts: usize,
+    pub shrink_ms: u64,
+    /// `confirmed` when every re-run of the minimal case failed, `flaky` otherwise (never a pass).
+    pub classification: String,
+    /// How many of the confirmation re-runs failed.
+    pub confirmations_failed: usize,
+    pub confirmations: usize,
+}
+
+/// Shrinks a failing case greedily (first smaller candidate that still fails wins, then start over) within
+/// `budget`, then re-runs the minimal case `confirm` times.
+pub fn shrink_and_confirm(
+    prop: &dyn DynProperty,
+    failing: CaseRun,
+    budget: Duration,
+    confirm: usize,
+) -> (CaseRun, ShrinkReport) {
+    let started = Instant::now();
+    let original_size = prop.size(&failing.spec.case);
+    let mut best = failing;
+    let mut attempts = 0;
+    'outer: loop {
+        for candidate in prop.shrink(&best.spec.case) {
+            if started.elapsed() > budget || INTERRUPTED.load(Ordering::Relaxed) {
+                break 'outer;
+            }
+            attempts += 1;
+            let spec = CaseSpec {
+                case: candidate,
+                ..best.spec.clone()
+            };
+            let run = prop.run_case(&spec);
+            if matches!(run.status, CaseStatus::Fail { .. }) {
+                best = run;
+                continue 'outer;
+            }
+        }
+        break;
+    }
+    let shrink_ms = started.elapsed().as_millis() as u64;
+    let mut failed = 0;
+    for _ in 0..confirm {
+        if matches!(prop.run_case(&best.spec).status, CaseStatus::Fail { .. }) {
+            failed += 1;
+        }
+    }
+    let report = ShrinkReport {
+        original_size,
+        shrunk_size: prop.size(&best.spec.case),
+        attempts,
+        shrink_ms,
+        classification: if failed == confirm {
+            "confirmed"
+        } else {
+            "flaky"
+        }
+        .into(),
+        confirmations_failed: failed,
+        confirmations: confirm,
+    };
+    (best, report)
 }
 
 /// When to write pcapng files.
@@ -239,6 +352,19 @@ pub struct RunOptions {
     pub lab: LabConfig,
     pub out_dir: PathBuf,
     pub pcap: PcapPolicy,
+    /// Time budget for shrinking one failing case.
+    pub shrink_budget: Duration,
+    /// Failing cases per property that are shrunk (the rest are reported as found).
+    pub shrink_max_cases: usize,
+    /// Re-runs of a shrunk case to classify it confirmed or flaky.
+    pub confirm_runs: usize,
+}
+
+impl RunOptions {
+    /// Shrinking defaults: 30 s per case, the first 3 failures of a property, 3 confirmation runs.
+    pub fn shrink_defaults() -> (Duration, usize, usize) {
+        (Duration::from_secs(30), 3, 3)
+    }
 }
 
 /// What the runner tells its caller while it runs.
@@ -294,6 +420,8 @@ pub struct CaseProblem {
     pub case_file: Option<String>,
     pub pcap: Option<String>,
     pub replay: Option<String>,
+    /// Present when the failure was shrunk.
+    pub shrink: Option<ShrinkReport>,
 }
 
 /// The result of a whole run.
@@ -399,12 +527,18 @@ pub fn run(
             }
         })
         .collect();
-    let (done_tx, done_rx) =
-        std::sync::mpsc::channel::<(usize, CaseRun, Option<(String, String)>, Option<String>)>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
+    let shrunk_per_property: Arc<Vec<std::sync::atomic::AtomicUsize>> = Arc::new(
+        properties
+            .iter()
+            .map(|_| std::sync::atomic::AtomicUsize::new(0))
+            .collect(),
+    );
     let props: Arc<Vec<&'static dyn DynProperty>> = Arc::new(properties.to_vec());
     for _ in 0..opts.jobs.max(1).min(total.max(1)) {
         let (queue, props, done_tx, opts) =
             (queue.clone(), props.clone(), done_tx.clone(), opts.clone());
+        let shrunk_per_property = shrunk_per_property.clone();
         std::thread::spawn(move || loop {
             if INTERRUPTED.load(Ordering::Relaxed) {
                 return;
@@ -422,6 +556,16 @@ pub fn run(
                 lab: opts.lab.clone(),
             };
             let mut run = prop.run_case(&spec);
+            let mut shrink = None;
+            if matches!(run.status, CaseStatus::Fail { .. })
+                && !prop.shrink(&spec.case).is_empty()
+                && shrunk_per_property[p].fetch_add(1, Ordering::SeqCst) < opts.shrink_max_cases
+            {
+                let (best, report) =
+                    shrink_and_confirm(prop, run, opts.shrink_budget, opts.confirm_runs);
+                run = best;
+                shrink = Some(report);
+            }
             let passed = matches!(
                 run.status,
                 CaseStatus::Pass { .. } | CaseStatus::Skip { .. }
@@ -434,7 +578,7 @@ pub fn run(
                 }
             }
             run.frames = Vec::new();
-            if done_tx.send((p, run, files, write_error)).is_err() {
+            if done_tx.send((p, run, files, write_error, shrink)).is_err() {
                 return;
             }
         });
@@ -462,8 +606,8 @@ pub fn run(
             },
         };
         finished += 1;
-        let (p, run, files, write_error) = received;
-        record(&mut results[p], &run, files, write_error);
+        let (p, run, files, write_error, shrink) = received;
+        record(&mut results[p], &run, files, write_error, shrink);
         on_event(Event::CaseDone {
             property: props[p].info().id,
             run: &run,
@@ -484,11 +628,21 @@ pub fn run(
     }
 }
 
+/// A finished case as a worker hands it back: property index, run, (case file, pcapng), write error, shrink.
+type Done = (
+    usize,
+    CaseRun,
+    Option<(String, String)>,
+    Option<String>,
+    Option<ShrinkReport>,
+);
+
 fn record(
     r: &mut PropertyResult,
     run: &CaseRun,
     files: Option<(String, String)>,
     write_error: Option<String>,
+    shrink: Option<ShrinkReport>,
 ) {
     r.duration_ms += run.duration.as_millis() as u64;
     match &run.status {
@@ -533,5 +687,6 @@ fn record(
             .map(|(c, _)| format!("netconform replay {c}")),
         case_file: files.as_ref().map(|(c, _)| c.clone()),
         pcap: files.as_ref().map(|(_, p)| p.clone()),
+        shrink,
     });
 }

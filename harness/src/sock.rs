@@ -510,6 +510,89 @@ impl Socket {
         })
     }
 
+    pub fn peer_addr(&self) -> SockResult<SocketAddr> {
+        // SAFETY: zeroed sockaddr_storage is valid; the kernel fills it.
+        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        cvt(unsafe {
+            libc::getpeername(
+                self.fd.as_raw_fd(),
+                &mut storage as *mut _ as *mut libc::sockaddr,
+                &mut len,
+            )
+        })?;
+        sockaddr_to(&storage).ok_or(Errno(libc::EAFNOSUPPORT))
+    }
+
+    pub fn shutdown(&self, how: i32) -> SockResult<()> {
+        // SAFETY: plain syscall on an owned fd.
+        cvt(unsafe { libc::shutdown(self.fd.as_raw_fd(), how) }).map(|_| ())
+    }
+
+    /// accept4() now (the caller polls first when it wants to wait). The new socket is verified like any other
+    /// before it sends.
+    pub fn accept_now(&self) -> SockResult<Socket> {
+        // SAFETY: plain syscall; null address pointers are allowed.
+        let fd = unsafe {
+            libc::accept4(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: fresh descriptor.
+        Ok(Socket::from_owned(
+            unsafe { OwnedFd::from_raw_fd(fd) },
+            self.family,
+        ))
+    }
+
+    /// connect() without waiting (for non-blocking sockets: EINPROGRESS is the expected answer).
+    pub fn connect_now(&self, addr: SocketAddr) -> Result<SockResult<()>, HarnessError> {
+        self.connect(addr)
+    }
+
+    /// A TCP_INFO snapshot (include/uapi/linux/tcp.h `struct tcp_info`), or None for non-TCP sockets.
+    pub fn tcp_info(&self) -> Option<TcpInfo> {
+        let mut buf = [0u8; 232];
+        let mut len = buf.len() as libc::socklen_t;
+        // SAFETY: buf/len describe a valid buffer; the kernel writes at most len bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                buf.as_mut_ptr() as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if r < 0 || (len as usize) < 104 {
+            return None;
+        }
+        let u32_at =
+            |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+        Some(TcpInfo {
+            state: buf[0],
+            retransmits: buf[2],
+            probes: buf[3],
+            backoff: buf[4],
+            options: buf[5],
+            snd_wscale: buf[6] & 0x0f,
+            rcv_wscale: buf[6] >> 4,
+            rto_us: u32_at(8),
+            snd_mss: u32_at(16),
+            rcv_mss: u32_at(20),
+            unacked: u32_at(24),
+            rcv_space: u32_at(96),
+            snd_cwnd: u32_at(80),
+            total_retrans: u32_at(100),
+        })
+    }
+
     /// Waits up to `timeout` for a pending socket error (POLLERR), then reads and clears it via SO_ERROR.
     pub fn wait_error(&self, timeout: Duration) -> Option<Errno> {
         let deadline = Instant::now() + timeout;
@@ -530,6 +613,27 @@ impl Socket {
             }
         }
     }
+}
+
+/// The TCP_INFO fields netconform records after each operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TcpInfo {
+    /// include/net/tcp_states.h numbering (1 ESTABLISHED … 10 LISTEN, 11 CLOSING).
+    pub state: u8,
+    pub retransmits: u8,
+    pub probes: u8,
+    pub backoff: u8,
+    /// TCPI_OPT_* bits: 1 timestamps, 2 SACK, 4 window scale, 8 ECN.
+    pub options: u8,
+    pub snd_wscale: u8,
+    pub rcv_wscale: u8,
+    pub rto_us: u32,
+    pub snd_mss: u32,
+    pub rcv_mss: u32,
+    pub unacked: u32,
+    pub rcv_space: u32,
+    pub snd_cwnd: u32,
+    pub total_retrans: u32,
 }
 
 /// What a connect with a deadline ended in.

@@ -2,8 +2,10 @@
 //!
 //! - [`tcp_lifecycle`] — suite `tcp-lifecycle`: handshake, identity, RST, close shapes, state machine.
 //! - [`udp`] — suite `udp`: ports, datagrams, ICMP errors, buffers.
+//! - [`random_ops`] — suite `tcp-ops`: random socket programs judged by the model and the TCP invariants.
 //! - [`selftest`] — properties that test the harness itself (hidden unless `NETCONFORM_SELFTEST=1`).
 
+pub mod random_ops;
 pub mod selftest;
 pub mod tcp_lifecycle;
 pub mod udp;
@@ -12,8 +14,11 @@ use harness::runner::DynProperty;
 
 /// Every property of the default suites, in listing order.
 pub fn all() -> Vec<&'static dyn DynProperty> {
-    let mut props: Vec<&'static dyn DynProperty> =
-        vec![&tcp_lifecycle::RstOnClosedPort, &udp::PortUnreachable];
+    let mut props: Vec<&'static dyn DynProperty> = vec![
+        &tcp_lifecycle::RstOnClosedPort,
+        &udp::PortUnreachable,
+        &random_ops::RandomOps,
+    ];
     if selftest::enabled() {
         props.extend(selftest::all());
     }
@@ -34,8 +39,11 @@ pub fn suites() -> Vec<&'static str> {
 
 /// Every property including the self-test ones (for `replay` of a self-test case file).
 pub fn all_including_selftest() -> Vec<&'static dyn DynProperty> {
-    let mut props: Vec<&'static dyn DynProperty> =
-        vec![&tcp_lifecycle::RstOnClosedPort, &udp::PortUnreachable];
+    let mut props: Vec<&'static dyn DynProperty> = vec![
+        &tcp_lifecycle::RstOnClosedPort,
+        &udp::PortUnreachable,
+        &random_ops::RandomOps,
+    ];
     props.extend(selftest::all());
     props
 }

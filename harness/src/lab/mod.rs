@@ -174,6 +174,7 @@ pub struct Lab {
     ifindex: [u32; 2],
     mac: [[u8; 6]; 2],
     config: LabConfig,
+    rcvbuf_limit: [u64; 2],
 }
 
 /// Per-host result of the in-namespace setup step.
@@ -288,6 +289,18 @@ fn finish_host(host: Host, ifindex: u32, peer_mac: Option<[u8; 6]>) -> Result<()
     wait_ipv6_local_route(host)
 }
 
+/// The largest receive buffer a TCP socket of this host can get: autotuning up to `tcp_rmem`'s maximum, or
+/// SO_RCVBUF up to twice `net.core.rmem_max` (the kernel doubles the value asked for; socket(7)).
+fn read_rcvbuf_limit() -> u64 {
+    let rmem = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem").ok();
+    let tcp_max = rmem
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+        .unwrap_or(6_291_456);
+    let core = std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok();
+    let core_max: u64 = core.and_then(|s| s.trim().parse().ok()).unwrap_or(212_992);
+    tcp_max.max(2 * core_max)
+}
+
 fn apply_user_settings(host: Host, config: &LabConfig) -> Result<()> {
     for s in config.sysctls.iter().filter(|s| s.host == host) {
         s.validate()?;
@@ -382,16 +395,24 @@ impl Lab {
         fin_b.wait()??;
         let cfg_a = config.clone();
         let cfg_b = config.clone();
-        let user_b = b.submit(move || apply_user_settings(Host::B, &cfg_b));
-        a.run(move || apply_user_settings(Host::A, &cfg_a))??;
-        user_b.wait()??;
+        let user_b =
+            b.submit(move || apply_user_settings(Host::B, &cfg_b).map(|_| read_rcvbuf_limit()));
+        let limit_a =
+            a.run(move || apply_user_settings(Host::A, &cfg_a).map(|_| read_rcvbuf_limit()))??;
+        let limit_b = user_b.wait()??;
         Ok(Lab {
             a,
             b,
             ifindex: [setup_a.ifindex, setup_b.ifindex],
             mac: [setup_a.mac, setup_b.mac],
             config: config.clone(),
+            rcvbuf_limit: [limit_a, limit_b],
         })
+    }
+
+    /// The largest receive buffer a socket of `host` can have (for `tcp.window.bounded_by_buffer`).
+    pub fn rcvbuf_limit(&self, host: Host) -> u64 {
+        self.rcvbuf_limit[host as usize]
     }
 
     pub fn host(&self, host: Host) -> &HostWorker {
