@@ -149,11 +149,16 @@ pub fn main() -> Result<i32, HarnessError> {
 
 fn list(json: bool, markdown: bool) {
     let props = suites::all();
+    // The invariants run on every TCP case of every suite; they are listed like properties.
+    let infos: Vec<harness::property::PropertyInfo> = props
+        .iter()
+        .map(|p| p.info())
+        .chain(harness::invariants::INFO)
+        .collect();
     if json {
-        let v: Vec<serde_json::Value> = props
+        let v: Vec<serde_json::Value> = infos
             .iter()
-            .map(|p| {
-                let i = p.info();
+            .map(|i| {
                 serde_json::json!({
                     "id": i.id, "suite": i.suite, "title": i.title,
                     "clauses": i.clauses, "questions": i.questions,
@@ -163,18 +168,14 @@ fn list(json: bool, markdown: bool) {
             .collect();
         println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
     } else if markdown {
-        print!(
-            "{}",
-            harness::docs::coverage_markdown(&props.iter().map(|p| p.info()).collect::<Vec<_>>())
-        );
+        print!("{}", harness::docs::coverage_markdown(&infos));
     } else {
-        let idw = props.iter().map(|p| p.info().id.len()).max().unwrap_or(8);
+        let idw = infos.iter().map(|i| i.id.len()).max().unwrap_or(8);
         println!(
             "{:<idw$}  {:<14}  {:<10}  clauses",
             "property", "suite", "questions"
         );
-        for p in props {
-            let i = p.info();
+        for i in &infos {
             println!(
                 "{:<idw$}  {:<14}  {:<10}  {}",
                 i.id,

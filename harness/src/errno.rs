@@ -37,6 +37,7 @@ pub fn errno_name(errno: i32) -> String {
         libc::EALREADY => "EALREADY",
         libc::EINPROGRESS => "EINPROGRESS",
         libc::ENOTSOCK => "ENOTSOCK",
+        libc::EDESTADDRREQ => "EDESTADDRREQ",
         _ => return format!("E{errno}"),
     };
     name.to_string()

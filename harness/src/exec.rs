@@ -449,7 +449,12 @@ impl HostExec {
                 }
                 Ok(match e.sock.connect_timeout(to, connect_timeout)? {
                     ConnectOutcome::Done(Ok(())) => {
-                        e.peer_port();
+                        // A second connect() on a socket connected without blocking returns 0 whatever the
+                        // address (Linux moves SS_CONNECTING to SS_CONNECTED), so the peer is what the
+                        // kernel says, and the address asked for only when the kernel can no longer say.
+                        if e.peer_port().is_none() {
+                            e.peer_port = Some(to.port());
+                        }
                         OpResult::Done
                     }
                     ConnectOutcome::Done(Err(err)) => OpResult::err(err),
@@ -462,8 +467,9 @@ impl HostExec {
                     return Ok(OpResult::TimedOut);
                 }
                 match e.sock.accept_now() {
-                    Ok(new) => {
+                    Ok((new, from)) => {
                         let mut entry = Entry::new(new, SockKind::Tcp);
+                        entry.peer_port = from.map(|a| a.port());
                         entry.peer_port();
                         self.sockets.push(Some(entry));
                         Ok(OpResult::Value {

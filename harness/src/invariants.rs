@@ -249,3 +249,121 @@ pub fn check(trace: &Trace, ctx: &InvariantContext) -> Vec<(&'static str, Violat
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::frame::{Frame, LinkType};
+    use crate::trace::HostAddrs;
+    use crate::wire::testutil::tcp_v4;
+    use crate::wire::{TcpFlags, TcpOption, TcpRepr};
+
+    const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+    fn seg(
+        from_a: bool,
+        flags: &str,
+        seq: u32,
+        ack: u32,
+        win: u16,
+        len: usize,
+        wscale: Option<u8>,
+    ) -> Frame {
+        let repr = TcpRepr {
+            src_port: if from_a { 40000 } else { 5000 },
+            dst_port: if from_a { 5000 } else { 40000 },
+            seq: SeqNumber(seq),
+            ack: SeqNumber(ack),
+            flags: TcpFlags {
+                syn: flags.contains('S'),
+                fin: flags.contains('F'),
+                ack: flags.contains('.'),
+                ..Default::default()
+            },
+            window: win,
+            urgent: 0,
+            options: wscale
+                .map(|w| vec![TcpOption::WindowScale(w)])
+                .unwrap_or_default(),
+            payload_len: len,
+        };
+        let data = if from_a {
+            tcp_v4(A, B, &repr, &vec![0; len], true)
+        } else {
+            tcp_v4(B, A, &repr, &vec![0; len], false)
+        };
+        Frame {
+            ts_ns: 0,
+            origin: Some(if from_a { Host::A } else { Host::B }),
+            link: LinkType::Ethernet,
+            data,
+        }
+    }
+
+    fn ids(frames: &[Frame], limit: Option<u64>) -> Vec<&'static str> {
+        let hosts = HostAddrs::new(vec![(IpAddr::V4(A), Host::A), (IpAddr::V4(B), Host::B)]);
+        let trace = Trace::build(frames, &hosts, Some(0));
+        let ctx = InvariantContext {
+            capture_host: Some(Host::A),
+            rcvbuf_limit: [limit, limit],
+        };
+        check(&trace, &ctx).into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// Handshake with window scale 2 both ways; b advertises 1000 << 2 = 4000 bytes.
+    fn handshake() -> Vec<Frame> {
+        vec![
+            seg(true, "S", 0, 0, 64240, 0, Some(2)),
+            seg(false, "S.", 100, 1, 1000, 0, Some(2)),
+            seg(true, ".", 1, 101, 1000, 0, None),
+            // The SYN-ACK's window is never scaled (RFC 7323 §2.2): this update opens 1000 << 2.
+            seg(false, ".", 101, 1, 1000, 0, None),
+        ]
+    }
+
+    #[test]
+    fn a_clean_exchange_holds_every_invariant() {
+        let mut f = handshake();
+        f.push(seg(true, ".", 1, 101, 1000, 4000, None));
+        f.push(seg(false, ".", 101, 4001, 1000, 0, None));
+        f.push(seg(true, "F.", 4001, 101, 1000, 0, None));
+        f.push(seg(false, "F.", 101, 4002, 1000, 0, None));
+        f.push(seg(true, ".", 4002, 102, 1000, 0, None));
+        assert_eq!(ids(&f, Some(1 << 20)), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn data_beyond_the_scaled_window_is_found() {
+        let mut f = handshake();
+        f.push(seg(true, ".", 1, 101, 1000, 4001, None));
+        assert_eq!(ids(&f, None), ["tcp.window.respected"]);
+    }
+
+    #[test]
+    fn holes_acks_beyond_data_and_data_after_fin_are_found() {
+        let mut hole = handshake();
+        hole.push(seg(true, ".", 1, 101, 1000, 100, None));
+        hole.push(seg(true, ".", 201, 101, 1000, 100, None));
+        assert_eq!(ids(&hole, None), ["tcp.seq.accounting"]);
+
+        let mut ack = handshake();
+        ack.push(seg(false, ".", 101, 50, 1000, 0, None)); // acks 49 bytes never sent
+        assert_eq!(ids(&ack, None), ["tcp.seq.accounting"]);
+
+        let mut after_fin = handshake();
+        after_fin.push(seg(true, "F.", 1, 101, 1000, 0, None));
+        after_fin.push(seg(true, ".", 2, 101, 1000, 10, None));
+        assert!(ids(&after_fin, None).contains(&"tcp.seq.accounting"));
+    }
+
+    #[test]
+    fn a_window_larger_than_the_buffer_is_found() {
+        let mut f = handshake();
+        f.push(seg(false, ".", 101, 1, 60000, 0, None)); // 60000 << 2 = 240000 bytes
+        assert_eq!(ids(&f, Some(200_000)), ["tcp.window.bounded_by_buffer"]);
+        assert_eq!(ids(&f, Some(300_000)), Vec::<&str>::new());
+    }
+}

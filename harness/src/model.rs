@@ -76,7 +76,25 @@ pub fn generate(rng: &mut CaseRng, limits: GenLimits) -> Program {
     socks.insert(Host::A, Vec::new());
     socks.insert(Host::B, Vec::new());
     let port = *PORTS.choose(rng).expect("non-empty");
-    if rng.gen_bool(0.85) {
+    let skeleton = rng.gen_range(0..100);
+    if limits.allow_udp && skeleton >= 85 {
+        // A UDP exchange: b bound, a connected to it.
+        p.b.push(Op::Socket {
+            kind: SockKind::Udp,
+        });
+        p.b.push(Op::Bind { sock: 0, port });
+        p.b.push(Op::Sync);
+        p.a.push(Op::Socket {
+            kind: SockKind::Udp,
+        });
+        p.a.push(Op::Connect { sock: 0, port });
+        p.a.push(Op::Sync);
+        socks.get_mut(&Host::A).unwrap().push(GenSock {
+            connected: true,
+            ..Default::default()
+        });
+        socks.get_mut(&Host::B).unwrap().push(GenSock::default());
+    } else if skeleton < 80 {
         // A connection across barriers.
         p.b.push(Op::Socket {
             kind: SockKind::Tcp,
@@ -307,6 +325,28 @@ pub fn check(outcomes: &[OpOutcome], fault: Option<ModelFault>) -> Vec<Violation
             }
         };
         match (&o.op, me) {
+            // An unconnected UDP socket has nowhere to send: POSIX send() answers EDESTADDRREQ, and Linux
+            // checks that before the shutdown flags (found by tcp.random_ops; kept as
+            // tests/cases/regression_udp_unconnected_shutdown_write.json).
+            // udp_sendmsg refuses anything over 0xFFFF bytes first (RFC 768: the length field is 16 bits).
+            (Op::Write { len, .. }, Some(s)) if s.kind == Some(SockKind::Udp) && *len > 0xFFFF => {
+                expect_errno(
+                    &mut v,
+                    "RFC 768 (16-bit length); POSIX send",
+                    "a datagram longer than 65535 bytes",
+                    "EMSGSIZE",
+                );
+            }
+            (Op::Write { len, .. }, Some(s))
+                if s.kind == Some(SockKind::Udp) && !s.connected && *len > 0 && *len <= 65_507 =>
+            {
+                expect_errno(
+                    &mut v,
+                    "POSIX send (no peer address set)",
+                    "write on an unconnected UDP socket",
+                    "EDESTADDRREQ",
+                );
+            }
             (Op::Write { len, .. }, Some(s)) if s.shut_wr && *len > 0 => {
                 if fault == Some(ModelFault::WriteAfterShutdownSucceeds) {
                     if !matches!(result, OpResult::Value { .. }) {
@@ -348,6 +388,7 @@ pub fn check(outcomes: &[OpOutcome], fault: Option<ModelFault>) -> Vec<Violation
                 if s.kind == Some(SockKind::Tcp)
                     && !s.ever_connected
                     && !s.listening
+                    && !s.shut_rd
                     && *max > 0 =>
             {
                 expect_errno(
@@ -564,7 +605,11 @@ fn apply(list: &mut Vec<ModelSock>, o: &OpOutcome) {
                         s.read += n;
                     }
                 }
-                Op::Shutdown { how, .. } if ok => {
+                // Linux sets the shutdown flags even when shutdown() answers ENOTCONN on an unconnected
+                // socket (inet_shutdown: "Hack to wake up other listeners"): later reads return 0 and
+                // writes EPIPE. Found by tcp.random_ops; kept as
+                // tests/cases/regression_shutdown_unconnected_read.json.
+                Op::Shutdown { how, .. } if ok || result.errno() == Some("ENOTCONN") => {
                     if matches!(how, ShutdownHow::Wr | ShutdownHow::RdWr) {
                         if !s.shut_wr {
                             s.shut_wr_segment = o.segment;

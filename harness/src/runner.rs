@@ -280,8 +280,8 @@ pub struct ShrinkReport {
     pub confirmations: usize,
 }
 
-/// Shrinks a failing case greedily (first smaller candidate that still fails wins, then start over) within
-/// `budget`, then re-runs the minimal case `confirm` times.
+/// Shrinks a failing case greedily (the first smaller candidate that fails twice wins, then start over)
+/// within `budget`, then re-runs the minimal case `confirm` times.
 pub fn shrink_and_confirm(
     prop: &dyn DynProperty,
     failing: CaseRun,
@@ -303,9 +303,14 @@ pub fn shrink_and_confirm(
                 ..best.spec.clone()
             };
             let run = prop.run_case(&spec);
+            // A candidate is taken only if it fails twice: shrinking must not walk into a race (e.g. a
+            // removed barrier that only sometimes still fails).
             if matches!(run.status, CaseStatus::Fail { .. }) {
-                best = run;
-                continue 'outer;
+                attempts += 1;
+                if matches!(prop.run_case(&spec).status, CaseStatus::Fail { .. }) {
+                    best = run;
+                    continue 'outer;
+                }
             }
         }
         break;

@@ -531,13 +531,18 @@ impl Socket {
 
     /// accept4() now (the caller polls first when it wants to wait). The new socket is verified like any other
     /// before it sends.
-    pub fn accept_now(&self) -> SockResult<Socket> {
-        // SAFETY: plain syscall; null address pointers are allowed.
+    /// Returns the new socket and the peer's address as accept reported it (getpeername may already fail
+    /// if the connection was reset while it waited in the queue).
+    pub fn accept_now(&self) -> SockResult<(Socket, Option<SocketAddr>)> {
+        // SAFETY: zeroed sockaddr_storage is valid; the kernel fills it.
+        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: storage/len describe a valid buffer.
         let fd = unsafe {
             libc::accept4(
                 self.fd.as_raw_fd(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
+                &mut storage as *mut _ as *mut libc::sockaddr,
+                &mut len,
                 libc::SOCK_CLOEXEC,
             )
         };
@@ -545,10 +550,8 @@ impl Socket {
             return Err(Errno::last());
         }
         // SAFETY: fresh descriptor.
-        Ok(Socket::from_owned(
-            unsafe { OwnedFd::from_raw_fd(fd) },
-            self.family,
-        ))
+        let sock = Socket::from_owned(unsafe { OwnedFd::from_raw_fd(fd) }, self.family);
+        Ok((sock, sockaddr_to(&storage)))
     }
 
     /// connect() without waiting (for non-blocking sockets: EINPROGRESS is the expected answer).

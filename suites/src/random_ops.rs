@@ -150,7 +150,7 @@ pub fn shrink_program(p: &Program) -> Vec<Program> {
     for host in [harness::frame::Host::A, harness::frame::Host::B] {
         let ops = p.ops(host);
         let n = ops.len();
-        let mut chunk = n / 2;
+        let mut chunk = (n / 2).max(1);
         while chunk >= 1 {
             let mut start = 0;
             while start < n {
@@ -159,6 +159,9 @@ pub fn shrink_program(p: &Program) -> Vec<Program> {
                 q.ops_mut(host).drain(start..end);
                 out.push(q);
                 start += chunk;
+            }
+            if chunk == 1 {
+                break;
             }
             chunk /= 2;
         }
