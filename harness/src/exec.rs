@@ -420,8 +420,7 @@ impl HostExec {
                     }
                     SockOpt::Linger(l) => set_linger(&e.sock, l),
                     SockOpt::NonBlocking(on) => {
-                        e.nonblocking = on;
-                        Ok(())
+                        e.sock.set_nonblocking(on).map(|_| e.nonblocking = on)
                     }
                 };
                 Ok(r.map_or_else(OpResult::err, |_| OpResult::Done))

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exec::{OpOutcome, OpResult};
 use crate::frame::Host;
-use crate::ops::{Op, Program, ShutdownHow, SockKind, SockOpt};
+use crate::ops::{Op, Program, ShutdownHow, SockKind, SockOpt, TcpState};
 use crate::property::{CaseRng, Violation};
 
 /// A deliberate error in the model's predictions, for proving that failures are found, shrunk and
@@ -150,7 +150,7 @@ pub fn generate(rng: &mut CaseRng, limits: GenLimits) -> Program {
                 .copied()
                 .unwrap_or_else(|| rng.gen_range(0..all.max(1)))
         };
-        let roll = rng.gen_range(0..100);
+        let roll = rng.gen_range(0..110);
         let op = match roll {
             0..=24 if !connected.is_empty() => Op::Write {
                 sock: pick(rng, &connected, list.len()),
@@ -221,6 +221,40 @@ pub fn generate(rng: &mut CaseRng, limits: GenLimits) -> Program {
                 sock: pick(rng, &live, list.len()),
                 len: rng.gen_range(0..=1400),
                 port: *PORTS.choose(rng).expect("non-empty"),
+            },
+            100..=103 if limits.allow_udp => Op::RecvFrom {
+                sock: pick(rng, &live, list.len()),
+                max: if rng.gen() {
+                    rng.gen_range(0..=16)
+                } else {
+                    rng.gen_range(17..=65_536)
+                },
+                peek: rng.gen_bool(0.3),
+                trunc: rng.gen_bool(0.3),
+            },
+            104..=106 if limits.allow_sleep => {
+                let sock = pick(rng, &live, list.len());
+                let ms = rng.gen_range(1..=20);
+                match rng.gen_range(0..3) {
+                    0 => Op::WaitReadable { sock, ms },
+                    1 => Op::WaitWritable { sock, ms },
+                    _ => Op::WaitState {
+                        sock,
+                        state: *[
+                            TcpState::Established,
+                            TcpState::CloseWait,
+                            TcpState::FinWait2,
+                            TcpState::TimeWait,
+                        ]
+                        .choose(rng)
+                        .expect("non-empty"),
+                        ms,
+                    },
+                }
+            }
+            107..=109 => Op::SetOpt {
+                sock: pick(rng, &live, list.len()),
+                opt: SockOpt::NonBlocking(rng.gen()),
             },
             _ => Op::Read {
                 sock: pick(rng, &live, list.len()),

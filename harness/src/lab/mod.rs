@@ -237,7 +237,7 @@ fn configure_host(host: Host, mtu: Option<u32>) -> Result<HostSetup> {
 
 /// How long an IPv6 address may take to become local (its /128 local route is installed by addrconf's
 /// deferred DAD work, even with IFA_F_NODAD).
-const IPV6_READY_TIMEOUT: Duration = Duration::from_secs(2);
+const IPV6_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Waits until this host's IPv6 address has its local route. Measured here: without the wait, 0.3–0.7 % of
 /// labs dropped the first IPv6 packet to the host (Ip6InAddrErrors), losing e.g. an ICMPv6 error or a SYN.
