@@ -13,7 +13,11 @@ use harness::runner::DynProperty;
 /// Every property of the default suites, in listing order.
 pub fn all() -> Vec<&'static dyn DynProperty> {
     let mut props: Vec<&'static dyn DynProperty> =
-        vec![&tcp_lifecycle::RstOnClosedPort, &udp::PortUnreachable];
+        vec![
+        &tcp_lifecycle::RstOnClosedPort,
+        &udp::PortUnreachable,
+        &udp::BindPerHost,
+    ];
     if selftest::enabled() {
         props.extend(selftest::all());
     }
@@ -35,7 +39,11 @@ pub fn suites() -> Vec<&'static str> {
 /// Every property including the self-test ones (for `replay` of a self-test case file).
 pub fn all_including_selftest() -> Vec<&'static dyn DynProperty> {
     let mut props: Vec<&'static dyn DynProperty> =
-        vec![&tcp_lifecycle::RstOnClosedPort, &udp::PortUnreachable];
+        vec![
+        &tcp_lifecycle::RstOnClosedPort,
+        &udp::PortUnreachable,
+        &udp::BindPerHost,
+    ];
     props.extend(selftest::all());
     props
 }

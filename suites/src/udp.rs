@@ -1,5 +1,13 @@
-//! UDP (suite `udp`): for now, the ICMP answer to a datagram for a closed port. Bind, wire format, message
-//! boundaries, truncation, buffer overflow and loss join this file in later issues.
+//! UDP (suite `udp`): the ICMP answer to a datagram for a closed port, ports per host, the datagram on the wire
+//! (incl. fragmented datagrams, reassembled by netconform), message boundaries, truncation, sending to an
+//! unresolved neighbour, and receive-buffer overflow. Loss on an impaired link (`udp.no_retransmit`) waits for
+//! the relay link.
+//!
+//! Shared choices: senders pin their host thread to the CPU it runs on before sending, because veth hands a
+//! frame to the *sending* CPU's backlog: a sender that migrates between two sends can have its datagrams
+//! processed out of order by the receiving host (kernel-facts: veth reorders occasionally on 2 CPUs). Pinned,
+//! the link is a FIFO and "in order on a lossless link" is a fair requirement. Receivers that are not studying
+//! buffer limits get a large receive buffer (SO_RCVBUFFORCE) so that no datagram is dropped for room.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,7 +18,8 @@ use harness::property::{
 };
 use harness::sock::{Errno, Family, Socket};
 use harness::trace::Trace;
-use harness::wire::{Network, Transport};
+use harness::wire::reassembly::{udp_datagrams, Incomplete, UdpDatagram};
+use harness::wire::{ChecksumStatus, Network, Transport};
 use harness::{HarnessError, LabConfig, SysctlSetting};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -448,5 +457,609 @@ fn case_family(trace: &Trace, datagrams: &[(usize, usize, Option<u16>)]) -> Fami
     match first.and_then(|f| f.packet.as_ref().ok()).map(|p| &p.net) {
         Some(Network::Ipv6 { .. }) => Family::Ipv6,
         _ => Family::Ipv4,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shared helpers of the UDP properties.
+// ---------------------------------------------------------------------------------------------------------
+
+/// MTU of the lab link (veth default).
+const LINK_MTU: usize = 1500;
+
+/// Largest UDP payload: IPv4 total length 65535 − 20 (IP) − 8 (UDP) = 65507; IPv6 payload length 65535 − 8
+/// (UDP) = 65527 (RFC 8200 §3; jumbograms left out).
+pub fn max_payload(family: Family) -> usize {
+    match family {
+        Family::Ipv4 => 65_535 - 20 - 8,
+        Family::Ipv6 => 65_535 - 8,
+    }
+}
+
+/// Largest payload that fits one frame on the lab link: MTU − IP header (20 / 40) − UDP header (8).
+pub fn unfragmented_max(family: Family) -> usize {
+    match family {
+        Family::Ipv4 => LINK_MTU - 20 - 8,
+        Family::Ipv6 => LINK_MTU - 40 - 8,
+    }
+}
+
+/// A datagram size: tiny, ordinary, around the fragmentation boundary, fragmenting, up to the maximum.
+fn gen_size(rng: &mut CaseRng, family: Family) -> usize {
+    let unfrag = unfragmented_max(family);
+    let max = max_payload(family);
+    match rng.gen_range(0..100) {
+        0..=9 => rng.gen_range(0..=8),
+        10..=49 => rng.gen_range(0..=unfrag),
+        50..=64 => rng.gen_range(unfrag - 2..=unfrag + 2),
+        65..=89 => rng.gen_range(unfrag + 1..=16_000),
+        90..=94 => rng.gen_range(16_000..=max),
+        _ => max,
+    }
+}
+
+/// The payload of datagram `index`: its first byte is the index, so a received datagram names itself.
+pub fn payload_of(index: usize, size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|j| {
+            if j == 0 {
+                index as u8
+            } else {
+                (j as u8).wrapping_mul(7) ^ ((j >> 8) as u8) ^ (index as u8).wrapping_mul(37)
+            }
+        })
+        .collect()
+}
+
+/// Which sent payload `data` is, if any.
+fn which(payloads: &[Vec<u8>], data: &[u8]) -> Option<usize> {
+    payloads.iter().position(|p| p.as_slice() == data)
+}
+
+/// Receive buffer asked for (SO_RCVBUFFORCE, root) by receivers that must not drop for lack of room: eight
+/// maximal datagrams, each charged ~100 KiB of truesize once reassembled from 45 fragments.
+const ROOMY_RCVBUF: i32 = 8 << 20;
+
+/// How long a receiver waits for a datagram that was already sent (veth delivers in microseconds; the bound
+/// only keeps a lost datagram from hanging the case).
+const RECV_WAIT: Duration = Duration::from_millis(1000);
+
+/// Pins the calling (host) thread to the CPU it is running on (see the module doc: veth order).
+fn pin_to_current_cpu() {
+    // SAFETY: sched_getcpu has no arguments; cpu_set_t is plain data; affinity of the calling thread only.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu >= 0 {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+}
+
+/// SO_RCVTIMEO: bounds a blocking receive.
+fn set_recv_timeout(s: &Socket, timeout: Duration) -> Result<(), HarnessError> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: tv is a live timeval for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(s),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const libc::timeval as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(harness::sock::socket_step("SO_RCVTIMEO", Errno::last()));
+    }
+    Ok(())
+}
+
+/// linux/sock_diag.h: SO_MEMINFO returns `u32 meminfo[SK_MEMINFO_VARS]`; index 0 is sk_rmem_alloc (bytes of
+/// truesize charged to the receive queue), index 8 sk_drops.
+const SO_MEMINFO: i32 = 55;
+const SK_MEMINFO_RMEM_ALLOC: usize = 0;
+const SK_MEMINFO_DROPS: usize = 8;
+
+fn meminfo(s: &Socket) -> Result<[u32; 16], HarnessError> {
+    let mut v = [0u32; 16];
+    let mut len = std::mem::size_of_val(&v) as libc::socklen_t;
+    // SAFETY: v/len describe a valid buffer.
+    let r = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(s),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            v.as_mut_ptr() as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(harness::sock::socket_step("SO_MEMINFO", Errno::last()));
+    }
+    Ok(v)
+}
+
+fn sock_step(what: &'static str) -> impl Fn(Errno) -> HarnessError {
+    move |e| harness::sock::socket_step(what, e)
+}
+
+/// Every UDP datagram on the wire, whole or reassembled, with the host it left.
+fn wire_datagrams(trace: &Trace) -> Vec<(Option<Host>, Result<UdpDatagram, Incomplete>)> {
+    let from: std::collections::HashMap<usize, Option<Host>> =
+        trace.frames.iter().map(|f| (f.number, f.from)).collect();
+    udp_datagrams(
+        trace
+            .frames
+            .iter()
+            .filter_map(|f| Some((f.number, f.packet.as_ref().ok()?))),
+    )
+    .into_iter()
+    .map(|d| {
+        let first = match &d {
+            Ok(d) => d.frames[0],
+            Err(i) => i.frames[0],
+        };
+        (from.get(&first).copied().flatten(), d)
+    })
+    .collect()
+}
+
+/// Absolute capture time (CLOCK_REALTIME ns) of frame `number`.
+fn frame_time_ns(trace: &Trace, number: usize) -> u64 {
+    trace.start_ns + trace.frames[number - 1].rel_ns
+}
+
+fn describe_sizes(sizes: &[usize]) -> String {
+    let v: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+    format!("[{}]", v.join(", "))
+}
+
+fn outcome<T: std::fmt::Debug>(r: &Result<T, Errno>) -> String {
+    match r {
+        Ok(v) => format!("{v:?}"),
+        Err(e) => e.name(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// udp.bind.per_host (Q2)
+// ---------------------------------------------------------------------------------------------------------
+
+/// Port numbers are per host; a second bind of the same port on one host fails unless Linux's reuse rules
+/// allow it (lab Q2).
+///
+/// RFC 768: "Source Port … Destination Port": a port names a process *on a host* (the pseudo-header pairs it
+/// with the host's address), so the same port bound on `a` and on `b` at once is two independent endpoints.
+/// POSIX bind: `[EADDRINUSE] The specified address is already in use.` What "in use" means is Linux's rule
+/// (`udp_lib_lport_inuse`, documented in socket(7) and ipv6(7)): two UDP sockets conflict when their bound
+/// addresses overlap (equal, or either is the wildcard; an IPv6 `[::]` socket without IPV6_V6ONLY also covers
+/// every IPv4 address, ipv6(7)) — unless both set SO_REUSEADDR, or both set SO_REUSEPORT with the same
+/// effective UID (socket(7): "This option must be set on each socket (including the first socket) prior to
+/// calling bind(2)"). A specific IPv6 address makes its socket IPv6-only, so it never conflicts with IPv4.
+///
+/// Lab question: can the same port be used on both hosts at once, and what does a second bind on one host do?
+/// Checked: the first bind on one host and the same port on the other host both succeed; the second bind on
+/// the first host gives exactly what the rule predicts (success or EADDRINUSE); a unicast datagram from the
+/// other host to that port is delivered to exactly one of the sockets whose address matches it (with reuse,
+/// Linux picks one: the most specific address, or one member of the SO_REUSEPORT group) and to none when none
+/// matches; on the wire both directions carry that same port as source and destination.
+pub struct BindPerHost;
+
+/// The address a socket binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindAddr {
+    Wildcard,
+    /// The host's lab address.
+    Lab,
+    Loopback,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindSpec {
+    pub family: Family,
+    pub addr: BindAddr,
+    pub reuseaddr: bool,
+    pub reuseport: bool,
+    /// IPV6_V6ONLY (IPv6 sockets only).
+    pub v6only: bool,
+}
+
+impl BindSpec {
+    fn ip(&self, host: Host) -> std::net::IpAddr {
+        match (self.addr, self.family) {
+            (BindAddr::Wildcard, f) => f.unspecified(),
+            (BindAddr::Lab, f) => harness::lab::host_addr(host, f),
+            (BindAddr::Loopback, Family::Ipv4) => std::net::Ipv4Addr::LOCALHOST.into(),
+            (BindAddr::Loopback, Family::Ipv6) => std::net::Ipv6Addr::LOCALHOST.into(),
+        }
+    }
+
+    /// Whether this socket can receive a unicast datagram of `family` sent to the host's lab address.
+    fn receives_from_link(&self, family: Family) -> bool {
+        let addr_ok = matches!(self.addr, BindAddr::Wildcard | BindAddr::Lab);
+        match (self.family, family) {
+            (a, b) if a == b => addr_ok,
+            // An IPv6 wildcard socket without IPV6_V6ONLY receives IPv4 as mapped addresses.
+            (Family::Ipv6, Family::Ipv4) => self.addr == BindAddr::Wildcard && !self.v6only,
+            _ => false,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!(
+            "{} {}",
+            self.family.name(),
+            match self.addr {
+                BindAddr::Wildcard => "wildcard",
+                BindAddr::Lab => "lab-addr",
+                BindAddr::Loopback => "loopback",
+            }
+        );
+        if self.reuseaddr {
+            s.push_str(" +SO_REUSEADDR");
+        }
+        if self.reuseport {
+            s.push_str(" +SO_REUSEPORT");
+        }
+        if self.family == Family::Ipv6 && self.v6only {
+            s.push_str(" +V6ONLY");
+        }
+        s
+    }
+}
+
+/// Linux's conflict rule for two UDP sockets on one port (see [`BindPerHost`]).
+pub fn bind_conflicts(first: &BindSpec, second: &BindSpec) -> bool {
+    let overlap = match (first.family, second.family) {
+        (a, b) if a == b => {
+            first.addr == BindAddr::Wildcard
+                || second.addr == BindAddr::Wildcard
+                || first.addr == second.addr
+        }
+        // Exactly one IPv6 socket: only an IPv6 wildcard without V6ONLY covers IPv4 addresses.
+        (Family::Ipv6, Family::Ipv4) => first.addr == BindAddr::Wildcard && !first.v6only,
+        (Family::Ipv4, Family::Ipv6) => second.addr == BindAddr::Wildcard && !second.v6only,
+        _ => false,
+    };
+    let shared = (first.reuseaddr && second.reuseaddr) || (first.reuseport && second.reuseport);
+    overlap && !shared
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindCase {
+    pub family: Family,
+    pub port: u16,
+    /// The host that binds twice; the other binds the port once.
+    pub host: Host,
+    pub first: BindSpec,
+    pub second: BindSpec,
+}
+
+#[derive(Debug, Clone)]
+pub struct BindObserved {
+    pub first_bind: Result<(), Errno>,
+    pub other_bind: Result<(), Errno>,
+    pub second_bind: Result<(), Errno>,
+    /// The datagram from the other host: what its send returned, and which of (first, second) received it.
+    pub to_host_send: Result<usize, Errno>,
+    pub received_by: [bool; 2],
+    /// The answer from the first socket (when it can send on the link): send result and whether it arrived.
+    pub reply: Option<(Result<usize, Errno>, bool)>,
+}
+
+fn gen_bind_spec(rng: &mut CaseRng, family: Family) -> BindSpec {
+    BindSpec {
+        family,
+        addr: match rng.gen_range(0..3) {
+            0 => BindAddr::Wildcard,
+            1 => BindAddr::Lab,
+            _ => BindAddr::Loopback,
+        },
+        reuseaddr: rng.gen_bool(0.4),
+        reuseport: rng.gen_bool(0.4),
+        v6only: family == Family::Ipv6 && rng.gen(),
+    }
+}
+
+fn bind_socket(spec: &BindSpec, host: Host, port: u16) -> Result<(Socket, Result<(), Errno>), HarnessError> {
+    let s = Socket::udp(spec.family)?;
+    if spec.reuseaddr {
+        s.set_int_opt(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+            .map_err(sock_step("SO_REUSEADDR"))?;
+    }
+    if spec.reuseport {
+        s.set_int_opt(libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
+            .map_err(sock_step("SO_REUSEPORT"))?;
+    }
+    if spec.family == Family::Ipv6 {
+        s.set_int_opt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, spec.v6only as i32)
+            .map_err(sock_step("IPV6_V6ONLY"))?;
+    }
+    let r = s.bind(SocketAddr::new(spec.ip(host), port));
+    Ok((s, r))
+}
+
+/// Waits for any of `sockets` to become readable, then takes what each has (one datagram at most).
+fn take_from_any(sockets: &[&Socket], wait: Duration) -> Vec<bool> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if sockets.iter().any(|s| s.poll(libc::POLLIN, Duration::ZERO) != 0) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // Give a second (wrong) copy a moment to show up before deciding that only one socket got it.
+    std::thread::sleep(Duration::from_millis(2));
+    sockets
+        .iter()
+        .map(|s| s.recv_now(64, libc::MSG_DONTWAIT).is_ok())
+        .collect()
+}
+
+impl Property for BindPerHost {
+    type Case = BindCase;
+    type Observed = BindObserved;
+
+    fn info(&self) -> PropertyInfo {
+        PropertyInfo {
+            id: "udp.bind.per_host",
+            suite: "udp",
+            title: "the same port binds on both hosts at once; a second bind on one host fails with EADDRINUSE unless SO_REUSEADDR/SO_REUSEPORT/V6ONLY rules allow it",
+            clauses: &["RFC 768", "POSIX bind", "socket(7) SO_REUSEADDR/SO_REUSEPORT", "ipv6(7) IPV6_V6ONLY"],
+            questions: &["Q2"],
+            needs: Needs { link: LinkKind::Veth },
+        }
+    }
+
+    fn generate(&self, rng: &mut CaseRng, family: Family) -> BindCase {
+        let first = gen_bind_spec(rng, family);
+        let second_family = if family == Family::Ipv6 && rng.gen_bool(0.3) {
+            Family::Ipv4
+        } else {
+            family
+        };
+        let mut second = gen_bind_spec(rng, second_family);
+        // Half the time, the same options as the first: the interesting both-set cases are not rare.
+        if rng.gen() {
+            second.reuseaddr = first.reuseaddr;
+            second.reuseport = first.reuseport;
+        }
+        BindCase {
+            family,
+            port: rng.gen_range(1..=u16::MAX),
+            host: if rng.gen() { Host::A } else { Host::B },
+            first,
+            second,
+        }
+    }
+
+    fn describe(&self, case: &BindCase) -> String {
+        format!(
+            "port {} on host {}: first {}, second {} (other host binds it too)",
+            case.port,
+            case.host.name(),
+            case.first.describe(),
+            case.second.describe()
+        )
+    }
+
+    fn execute(&self, case: &BindCase, env: &CaseEnv) -> Result<BindObserved, HarnessError> {
+        let (x, o) = (case.host, case.host.other());
+        let (port, family) = (case.port, case.family);
+        let (first, second) = (case.first.clone(), case.second.clone());
+        let (s1, first_bind) = env
+            .lab
+            .host(x)
+            .run(move || bind_socket(&first, x, port))??;
+        let other_addr = SocketAddr::new(env.lab.addr(o, family), port);
+        let (so, other_bind) = env.lab.host(o).run(move || -> Result<_, HarnessError> {
+            let s = Socket::udp(family)?;
+            let r = s.bind(other_addr);
+            Ok((s, r))
+        })??;
+        let (s2, second_bind) = env
+            .lab
+            .host(x)
+            .run(move || bind_socket(&second, x, port))??;
+        // The other host sends to x's lab address on the port.
+        let x_addr = SocketAddr::new(env.lab.addr(x, family), port);
+        let (so, to_host_send) = env.lab.host(o).run(move || -> Result<_, HarnessError> {
+            pin_to_current_cpu();
+            let r = so.send_to(b"to-x", x_addr, 0)?;
+            Ok((so, r))
+        })??;
+        let first_bound = first_bind.is_ok();
+        let second_bound = second_bind.is_ok();
+        let (s1, s2, received_by) = env.lab.host(x).run(move || {
+            let mut socks: Vec<&Socket> = Vec::new();
+            if first_bound {
+                socks.push(&s1);
+            }
+            if second_bound {
+                socks.push(&s2);
+            }
+            let got = take_from_any(&socks, Duration::from_millis(100));
+            let mut it = got.into_iter();
+            let r1 = first_bound && it.next().unwrap_or(false);
+            let r2 = second_bound && it.next().unwrap_or(false);
+            (s1, s2, [r1, r2])
+        })?;
+        let mut reply = None;
+        if first_bound && case.first.family == family && case.first.addr != BindAddr::Loopback {
+            let sent = env
+                .lab
+                .host(x)
+                .run(move || s1.send_to(b"to-other", other_addr, 0))??;
+            let arrived = env.lab.host(o).run(move || {
+                so.recv_timeout(64, 0, Duration::from_millis(300))
+                    .is_some_and(|r| r.is_ok())
+            })?;
+            reply = Some((sent, arrived));
+        }
+        drop(s2);
+        Ok(BindObserved {
+            first_bind,
+            other_bind,
+            second_bind,
+            to_host_send,
+            received_by,
+            reply,
+        })
+    }
+
+    fn check(&self, case: &BindCase, observed: &BindObserved, trace: &Trace) -> Verdict {
+        let mut findings = Findings::default();
+        let (x, o) = (case.host, case.host.other());
+        findings.check(observed.first_bind.is_ok(), || {
+            Violation::new("POSIX bind", "the first bind of a free port failed")
+                .field("bind() of the first socket")
+                .expected("success")
+                .actual(outcome(&observed.first_bind))
+        });
+        findings.check(observed.other_bind.is_ok(), || {
+            Violation::new(
+                "RFC 768",
+                format!(
+                    "port {} bound on host {} could not also be bound on host {}: ports are per host",
+                    case.port,
+                    x.name(),
+                    o.name()
+                ),
+            )
+            .field("bind() on the other host")
+            .expected("success")
+            .actual(outcome(&observed.other_bind))
+        });
+        if observed.first_bind.is_err() || observed.other_bind.is_err() {
+            return findings.verdict();
+        }
+        let conflict = bind_conflicts(&case.first, &case.second);
+        let second_ok = match observed.second_bind {
+            Ok(()) => !conflict,
+            Err(e) => conflict && e.0 == libc::EADDRINUSE,
+        };
+        findings.check(second_ok, || {
+            Violation::new(
+                if case.first.family != case.second.family {
+                    "ipv6(7) IPV6_V6ONLY"
+                } else if case.first.reuseaddr || case.first.reuseport {
+                    "socket(7) SO_REUSEADDR/SO_REUSEPORT"
+                } else {
+                    "POSIX bind"
+                },
+                format!(
+                    "second bind of port {} on host {} ({} after {})",
+                    case.port,
+                    x.name(),
+                    case.second.describe(),
+                    case.first.describe()
+                ),
+            )
+            .field("bind() of the second socket")
+            .expected(if conflict {
+                "EADDRINUSE (the addresses overlap and the sockets do not both allow reuse)"
+            } else {
+                "success"
+            })
+            .actual(outcome(&observed.second_bind))
+        });
+        // The datagram from the other host.
+        let datagrams = wire_datagrams(trace);
+        let to_x = datagrams.iter().find_map(|(from, d)| match d {
+            Ok(d) if *from == Some(o) && d.repr.dst_port == case.port => Some(d),
+            _ => None,
+        });
+        findings.check(observed.to_host_send == Ok(4), || {
+            Violation::new("POSIX send", "the other host could not send to the port")
+                .field("sendto()")
+                .expected("4 bytes")
+                .actual(outcome(&observed.to_host_send))
+        });
+        match to_x {
+            None => findings.push(
+                Violation::new("RFC 768", "the datagram to the bound port never appeared on the wire")
+                    .field("datagram")
+                    .expected(format!("{} > {} udp 4, port {} > {}", o.role(), x.role(), case.port, case.port))
+                    .actual("nothing"),
+            ),
+            Some(d) => {
+                findings.check(d.repr.src_port == case.port, || {
+                    Violation::new("RFC 768", "the datagram does not carry the bound port as its source port")
+                        .frames(d.frames.clone())
+                        .field("source port")
+                        .expected(case.port)
+                        .actual(d.repr.src_port)
+                });
+                let eligible = [
+                    case.first.receives_from_link(case.family),
+                    observed.second_bind.is_ok() && case.second.receives_from_link(case.family),
+                ];
+                let want = eligible.iter().filter(|e| **e).count().min(1);
+                let got = observed.received_by.iter().filter(|r| **r).count();
+                let wrong = observed
+                    .received_by
+                    .iter()
+                    .zip(eligible)
+                    .any(|(r, e)| *r && !e);
+                findings.check(got == want && !wrong, || {
+                    Violation::new(
+                        "RFC 768",
+                        "a unicast datagram was not delivered to exactly one socket whose address matches it",
+                    )
+                    .frames(d.frames.clone())
+                    .field("receiving sockets (first, second)")
+                    .expected(if want == 0 {
+                        "none (no socket's address matches the lab address)".to_string()
+                    } else {
+                        format!("exactly one of those that match: first {}, second {}", eligible[0], eligible[1])
+                    })
+                    .actual(format!(
+                        "first {}, second {}",
+                        observed.received_by[0], observed.received_by[1]
+                    ))
+                });
+            }
+        }
+        if let Some((sent, arrived)) = &observed.reply {
+            let reply = datagrams.iter().find_map(|(from, d)| match d {
+                Ok(d) if *from == Some(x) && d.repr.dst_port == case.port => Some(d),
+                _ => None,
+            });
+            findings.check(*sent == Ok(8) && *arrived, || {
+                Violation::new(
+                    "RFC 768",
+                    "the answer from the first socket to the same port on the other host was not delivered",
+                )
+                .frames(reply.map(|d| d.frames.clone()).unwrap_or_default())
+                .field("send/receive")
+                .expected("sent 8 bytes, received by the other host's socket")
+                .actual(format!("send {}, received {arrived}", outcome(sent)))
+            });
+            if let Some(d) = reply {
+                findings.check(d.repr.src_port == case.port, || {
+                    Violation::new("RFC 768", "the answer does not carry the bound port as its source port")
+                        .frames(d.frames.clone())
+                        .field("source port")
+                        .expected(case.port)
+                        .actual(d.repr.src_port)
+                });
+                findings.note("same port in both directions at once");
+            }
+        }
+        findings.note(if conflict {
+            "second bind refused (EADDRINUSE)"
+        } else {
+            "second bind allowed"
+        });
+        findings.verdict()
     }
 }
