@@ -17,6 +17,7 @@ pub fn all() -> Vec<&'static dyn DynProperty> {
         &tcp_lifecycle::RstOnClosedPort,
         &udp::PortUnreachable,
         &udp::BindPerHost,
+        &udp::WireHeader,
     ];
     if selftest::enabled() {
         props.extend(selftest::all());
@@ -43,6 +44,7 @@ pub fn all_including_selftest() -> Vec<&'static dyn DynProperty> {
         &tcp_lifecycle::RstOnClosedPort,
         &udp::PortUnreachable,
         &udp::BindPerHost,
+        &udp::WireHeader,
     ];
     props.extend(selftest::all());
     props

@@ -248,10 +248,17 @@ fn transport(
             } else {
                 status(p.verify_checksum(src, dst))
             };
+            // A first fragment's length field describes the whole datagram: keep every byte the frame
+            // holds (reassembly needs them even when the length field is wrong).
+            let payload = if fragmented {
+                b[8..].to_vec()
+            } else {
+                p.payload().to_vec()
+            };
             Transport::Udp {
                 repr,
                 checksum,
-                payload: p.payload().to_vec(),
+                payload,
             }
         }
         ip::PROTO_ICMP => Transport::Icmpv4(IcmpRepr::parse_v4(b)?),
