@@ -12,12 +12,13 @@ use harness::runner::DynProperty;
 
 /// Every property of the default suites, in listing order.
 pub fn all() -> Vec<&'static dyn DynProperty> {
-    let mut props: Vec<&'static dyn DynProperty> =
-        vec![
+    let mut props: Vec<&'static dyn DynProperty> = vec![
         &tcp_lifecycle::RstOnClosedPort,
         &udp::PortUnreachable,
         &udp::BindPerHost,
         &udp::WireHeader,
+        &udp::RecvBoundaries,
+        &udp::RecvTruncate,
     ];
     if selftest::enabled() {
         props.extend(selftest::all());
@@ -39,12 +40,13 @@ pub fn suites() -> Vec<&'static str> {
 
 /// Every property including the self-test ones (for `replay` of a self-test case file).
 pub fn all_including_selftest() -> Vec<&'static dyn DynProperty> {
-    let mut props: Vec<&'static dyn DynProperty> =
-        vec![
+    let mut props: Vec<&'static dyn DynProperty> = vec![
         &tcp_lifecycle::RstOnClosedPort,
         &udp::PortUnreachable,
         &udp::BindPerHost,
         &udp::WireHeader,
+        &udp::RecvBoundaries,
+        &udp::RecvTruncate,
     ];
     props.extend(selftest::all());
     props

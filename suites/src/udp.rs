@@ -774,7 +774,11 @@ fn gen_bind_spec(rng: &mut CaseRng, family: Family) -> BindSpec {
     }
 }
 
-fn bind_socket(spec: &BindSpec, host: Host, port: u16) -> Result<(Socket, Result<(), Errno>), HarnessError> {
+fn bind_socket(
+    spec: &BindSpec,
+    host: Host,
+    port: u16,
+) -> Result<(Socket, Result<(), Errno>), HarnessError> {
     let s = Socket::udp(spec.family)?;
     if spec.reuseaddr {
         s.set_int_opt(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
@@ -796,7 +800,10 @@ fn bind_socket(spec: &BindSpec, host: Host, port: u16) -> Result<(Socket, Result
 fn take_from_any(sockets: &[&Socket], wait: Duration) -> Vec<bool> {
     let deadline = std::time::Instant::now() + wait;
     loop {
-        if sockets.iter().any(|s| s.poll(libc::POLLIN, Duration::ZERO) != 0) {
+        if sockets
+            .iter()
+            .any(|s| s.poll(libc::POLLIN, Duration::ZERO) != 0)
+        {
             break;
         }
         if std::time::Instant::now() > deadline {
@@ -993,18 +1000,30 @@ impl Property for BindPerHost {
         });
         match to_x {
             None => findings.push(
-                Violation::new("RFC 768", "the datagram to the bound port never appeared on the wire")
-                    .field("datagram")
-                    .expected(format!("{} > {} udp 4, port {} > {}", o.role(), x.role(), case.port, case.port))
-                    .actual("nothing"),
+                Violation::new(
+                    "RFC 768",
+                    "the datagram to the bound port never appeared on the wire",
+                )
+                .field("datagram")
+                .expected(format!(
+                    "{} > {} udp 4, port {} > {}",
+                    o.role(),
+                    x.role(),
+                    case.port,
+                    case.port
+                ))
+                .actual("nothing"),
             ),
             Some(d) => {
                 findings.check(d.repr.src_port == case.port, || {
-                    Violation::new("RFC 768", "the datagram does not carry the bound port as its source port")
-                        .frames(d.frames.clone())
-                        .field("source port")
-                        .expected(case.port)
-                        .actual(d.repr.src_port)
+                    Violation::new(
+                        "RFC 768",
+                        "the datagram does not carry the bound port as its source port",
+                    )
+                    .frames(d.frames.clone())
+                    .field("source port")
+                    .expected(case.port)
+                    .actual(d.repr.src_port)
                 });
                 let eligible = [
                     case.first.receives_from_link(case.family),
@@ -1053,11 +1072,14 @@ impl Property for BindPerHost {
             });
             if let Some(d) = reply {
                 findings.check(d.repr.src_port == case.port, || {
-                    Violation::new("RFC 768", "the answer does not carry the bound port as its source port")
-                        .frames(d.frames.clone())
-                        .field("source port")
-                        .expected(case.port)
-                        .actual(d.repr.src_port)
+                    Violation::new(
+                        "RFC 768",
+                        "the answer does not carry the bound port as its source port",
+                    )
+                    .frames(d.frames.clone())
+                    .field("source port")
+                    .expected(case.port)
+                    .actual(d.repr.src_port)
                 });
                 findings.note("same port in both directions at once");
             }
@@ -1205,36 +1227,42 @@ impl Property for WireHeader {
         let family = case.family;
         let a = SocketAddr::new(env.lab.addr(Host::A, family), case.src_port);
         let b = SocketAddr::new(env.lab.addr(Host::B, family), case.dst_port);
-        let receiver = env.lab.host(Host::B).run(move || -> Result<Socket, HarnessError> {
-            let s = Socket::udp(family)?;
-            s.set_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, ROOMY_RCVBUF)
-                .map_err(sock_step("SO_RCVBUFFORCE"))?;
-            s.bind(b).map_err(sock_step("bind"))?;
-            Ok(s)
-        })??;
+        let receiver = env
+            .lab
+            .host(Host::B)
+            .run(move || -> Result<Socket, HarnessError> {
+                let s = Socket::udp(family)?;
+                s.set_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, ROOMY_RCVBUF)
+                    .map_err(sock_step("SO_RCVBUFFORCE"))?;
+                s.bind(b).map_err(sock_step("bind"))?;
+                Ok(s)
+            })??;
         let payloads: Vec<Vec<u8>> = (0..case.sizes.len()).map(|i| case.payload(i)).collect();
         let (no_check, connected) = (case.no_check, case.connected);
-        let sends = env.lab.host(Host::A).run(move || -> Result<_, HarnessError> {
-            pin_to_current_cpu();
-            let s = Socket::udp(family)?;
-            if no_check {
-                s.set_int_opt(libc::SOL_SOCKET, libc::SO_NO_CHECK, 1)
-                    .map_err(sock_step("SO_NO_CHECK"))?;
-            }
-            s.bind(a).map_err(sock_step("bind"))?;
-            if connected {
-                s.connect(b)?.map_err(sock_step("connect"))?;
-            }
-            let mut sends = Vec::new();
-            for p in &payloads {
-                sends.push(if connected {
-                    s.send(p, 0)?
-                } else {
-                    s.send_to(p, b, 0)?
-                });
-            }
-            Ok(sends)
-        })??;
+        let sends = env
+            .lab
+            .host(Host::A)
+            .run(move || -> Result<_, HarnessError> {
+                pin_to_current_cpu();
+                let s = Socket::udp(family)?;
+                if no_check {
+                    s.set_int_opt(libc::SOL_SOCKET, libc::SO_NO_CHECK, 1)
+                        .map_err(sock_step("SO_NO_CHECK"))?;
+                }
+                s.bind(a).map_err(sock_step("bind"))?;
+                if connected {
+                    s.connect(b)?.map_err(sock_step("connect"))?;
+                }
+                let mut sends = Vec::new();
+                for p in &payloads {
+                    sends.push(if connected {
+                        s.send(p, 0)?
+                    } else {
+                        s.send_to(p, b, 0)?
+                    });
+                }
+                Ok(sends)
+            })??;
         let n = case.sizes.len();
         let received = env.lab.host(Host::B).run(move || {
             (0..n)
@@ -1244,7 +1272,12 @@ impl Property for WireHeader {
         Ok(WireHeaderObserved { sends, received })
     }
 
-    fn check(&self, case: &WireHeaderCase, observed: &WireHeaderObserved, trace: &Trace) -> Verdict {
+    fn check(
+        &self,
+        case: &WireHeaderCase,
+        observed: &WireHeaderObserved,
+        trace: &Trace,
+    ) -> Verdict {
         let mut findings = Findings::default();
         let v6 = case.family == Family::Ipv6;
         for (i, sent) in observed.sends.iter().enumerate() {
@@ -1268,11 +1301,14 @@ impl Property for WireHeader {
         for d in &ours {
             if let Err(inc) = d {
                 findings.push(
-                    Violation::new("RFC 791 §3.2 / RFC 8200 §4.5", "fragments on the wire do not reassemble into a datagram")
-                        .frames(inc.frames.clone())
-                        .field("fragments")
-                        .expected("first to last fragment, contiguous")
-                        .actual(&inc.reason),
+                    Violation::new(
+                        "RFC 791 §3.2 / RFC 8200 §4.5",
+                        "fragments on the wire do not reassemble into a datagram",
+                    )
+                    .frames(inc.frames.clone())
+                    .field("fragments")
+                    .expected("first to last fragment, contiguous")
+                    .actual(&inc.reason),
                 );
             }
         }
@@ -1296,16 +1332,26 @@ impl Property for WireHeader {
                 fragmented += 1;
             }
             findings.check(d.repr.length as usize == 8 + size, || {
-                v(format!("datagram {}: the length field is not 8 + payload", i + 1))
-                    .field("UDP length")
-                    .expected(8 + size)
-                    .actual(d.repr.length)
+                v(format!(
+                    "datagram {}: the length field is not 8 + payload",
+                    i + 1
+                ))
+                .field("UDP length")
+                .expected(8 + size)
+                .actual(d.repr.length)
             });
             findings.check(d.ip_len == 8 + size, || {
-                v(format!("datagram {}: IP carries a different number of bytes than the UDP datagram", i + 1))
-                    .field(if d.fragmented { "reassembled IP payload" } else { "IP payload length" })
-                    .expected(format!("{} (8-byte header + {size})", 8 + size))
-                    .actual(d.ip_len)
+                v(format!(
+                    "datagram {}: IP carries a different number of bytes than the UDP datagram",
+                    i + 1
+                ))
+                .field(if d.fragmented {
+                    "reassembled IP payload"
+                } else {
+                    "IP payload length"
+                })
+                .expected(format!("{} (8-byte header + {size})", 8 + size))
+                .actual(d.ip_len)
             });
             let want = case.payload(i);
             if d.payload != want {
@@ -1316,20 +1362,34 @@ impl Property for WireHeader {
                     .position(|(a, b)| a != b)
                     .unwrap_or(d.payload.len().min(want.len()));
                 findings.push(
-                    v(format!("datagram {}: the payload on the wire differs from what was sent", i + 1))
-                        .field(format!("payload byte {at}"))
-                        .expected(format!("{} bytes as sent; byte {at} = {:?}", want.len(), want.get(at)))
-                        .actual(format!("{} bytes; byte {at} = {:?}", d.payload.len(), d.payload.get(at))),
+                    v(format!(
+                        "datagram {}: the payload on the wire differs from what was sent",
+                        i + 1
+                    ))
+                    .field(format!("payload byte {at}"))
+                    .expected(format!(
+                        "{} bytes as sent; byte {at} = {:?}",
+                        want.len(),
+                        want.get(at)
+                    ))
+                    .actual(format!(
+                        "{} bytes; byte {at} = {:?}",
+                        d.payload.len(),
+                        d.payload.get(at)
+                    )),
                 );
             }
             let field = d.repr.checksum;
             if v6 {
                 findings.check(field != 0, || {
-                    Violation::new("RFC 8200 §8.1", format!("datagram {}: IPv6 UDP checksum is zero", i + 1))
-                        .frames(frames.clone())
-                        .field("UDP checksum")
-                        .expected("computed (never 0 over IPv6, even with SO_NO_CHECK)")
-                        .actual("0x0000")
+                    Violation::new(
+                        "RFC 8200 §8.1",
+                        format!("datagram {}: IPv6 UDP checksum is zero", i + 1),
+                    )
+                    .frames(frames.clone())
+                    .field("UDP checksum")
+                    .expected("computed (never 0 over IPv6, even with SO_NO_CHECK)")
+                    .actual("0x0000")
                 });
             }
             match d.checksum {
@@ -1340,7 +1400,11 @@ impl Property for WireHeader {
                 status => findings.push(
                     Violation::new(
                         if v6 { "RFC 8200 §8.1" } else { "RFC 768" },
-                        format!("datagram {}: the checksum does not verify over the {}datagram", i + 1, if d.fragmented { "reassembled " } else { "" }),
+                        format!(
+                            "datagram {}: the checksum does not verify over the {}datagram",
+                            i + 1,
+                            if d.fragmented { "reassembled " } else { "" }
+                        ),
                     )
                     .frames(frames.clone())
                     .field("UDP checksum")
@@ -1350,10 +1414,13 @@ impl Property for WireHeader {
             }
             if case.zero_sum == Some(i) && field != 0 {
                 findings.check(field == 0xffff, || {
-                    v(format!("datagram {}: a checksum that computes to zero is not sent as all ones", i + 1))
-                        .field("UDP checksum")
-                        .expected("0xffff")
-                        .actual(format!("{field:#06x}"))
+                    v(format!(
+                        "datagram {}: a checksum that computes to zero is not sent as all ones",
+                        i + 1
+                    ))
+                    .field("UDP checksum")
+                    .expected("0xffff")
+                    .actual(format!("{field:#06x}"))
                 });
             }
             if case.zero_sum == Some(i) && field == 0xffff {
@@ -1370,16 +1437,682 @@ impl Property for WireHeader {
             let frames = whole.get(i).map(|d| d.frames.clone()).unwrap_or_default();
             let ok = matches!(r, Some(Ok(got)) if got.data == want && got.returned == want.len() && got.from == Some(a));
             findings.check(ok, || {
-                Violation::new("RFC 1122 §4.1.3.4", format!("datagram {} was not delivered to b as sent", i + 1))
-                    .frames(frames)
-                    .field("recvmsg() on b")
-                    .expected(format!("{} bytes from {a}", want.len()))
-                    .actual(match r {
-                        None => "nothing within 1 s".to_string(),
-                        Some(Err(e)) => e.name(),
-                        Some(Ok(got)) => format!("{} bytes from {:?}{}", got.returned, got.from, if got.data == want { "" } else { ", different bytes" }),
-                    })
+                Violation::new(
+                    "RFC 1122 §4.1.3.4",
+                    format!("datagram {} was not delivered to b as sent", i + 1),
+                )
+                .frames(frames)
+                .field("recvmsg() on b")
+                .expected(format!("{} bytes from {a}", want.len()))
+                .actual(match r {
+                    None => "nothing within 1 s".to_string(),
+                    Some(Err(e)) => e.name(),
+                    Some(Ok(got)) => format!(
+                        "{} bytes from {:?}{}",
+                        got.returned,
+                        got.from,
+                        if got.data == want {
+                            ""
+                        } else {
+                            ", different bytes"
+                        }
+                    ),
+                })
             });
+        }
+        findings.verdict()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// udp.recv.boundaries and udp.recv.truncate (Q6)
+// ---------------------------------------------------------------------------------------------------------
+
+/// A receiving socket on b with room for every datagram of a case, and a pinned sending socket on a.
+fn datagram_pair(
+    env: &CaseEnv,
+    family: Family,
+    port: u16,
+) -> Result<(Socket, Socket, SocketAddr, SocketAddr), HarnessError> {
+    let b = SocketAddr::new(env.lab.addr(Host::B, family), port);
+    let receiver = env
+        .lab
+        .host(Host::B)
+        .run(move || -> Result<Socket, HarnessError> {
+            let s = Socket::udp(family)?;
+            s.set_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, ROOMY_RCVBUF)
+                .map_err(sock_step("SO_RCVBUFFORCE"))?;
+            s.bind(b).map_err(sock_step("bind"))?;
+            Ok(s)
+        })??;
+    let a_ip = env.lab.addr(Host::A, family);
+    let (sender, a) = env
+        .lab
+        .host(Host::A)
+        .run(move || -> Result<_, HarnessError> {
+            pin_to_current_cpu();
+            let s = Socket::udp(family)?;
+            s.bind(SocketAddr::new(a_ip, 0))
+                .map_err(sock_step("bind"))?;
+            let a = s.local_addr().map_err(sock_step("getsockname"))?;
+            Ok((s, a))
+        })??;
+    Ok((receiver, sender, a, b))
+}
+
+/// Sends `payload` from the socket on a's thread and hands the socket back.
+fn send_on_a(
+    env: &CaseEnv,
+    sender: Socket,
+    payload: Vec<u8>,
+    to: SocketAddr,
+) -> Result<(Socket, Result<usize, Errno>), HarnessError> {
+    env.lab
+        .host(Host::A)
+        .run(move || -> Result<_, HarnessError> {
+            let r = sender.send_to(&payload, to, 0)?;
+            Ok((sender, r))
+        })?
+}
+
+/// Frame numbers of our datagrams on the wire (a → b, these ports), in order.
+fn our_wire_frames(trace: &Trace, a: SocketAddr, b_port: u16) -> Vec<Vec<usize>> {
+    wire_datagrams(trace)
+        .into_iter()
+        .filter_map(|(from, d)| match d {
+            Ok(d)
+                if from == Some(Host::A)
+                    && d.repr.src_port == a.port()
+                    && d.repr.dst_port == b_port =>
+            {
+                Some(d.frames)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// One datagram per receive, in order, whole; a receive posted before the send blocks and returns it (lab Q6).
+///
+/// RFC 768 delivers datagrams, not a stream; POSIX recvmsg: "For message-based sockets, such as SOCK_DGRAM
+/// and SOCK_SEQPACKET, the entire message shall be read in a single operation"; POSIX recv: "If no messages
+/// are available at the socket and O_NONBLOCK is not set on the socket's file descriptor, recv() shall block
+/// until a message arrives." UDP itself promises no order; on a lossless, pinned veth link (one FIFO, see the
+/// module doc) Linux delivers in sending order, and that is what the lab observed and what is checked.
+///
+/// Lab question: does each receive return exactly one datagram, and does a receive wait for one? Generated:
+/// 1–8 datagrams of 0–65507/65527 bytes (many fragmented), sends and receives interleaved at random, buffers
+/// from exactly the datagram's size to 64 KiB more; in some cases the first receive is posted (blocking, with
+/// SO_RCVTIMEO as a safety bound) before anything is sent, and the send follows 1–20 ms later. Checked: the
+/// k-th receive returns exactly the k-th datagram — its length, its bytes, MSG_TRUNC clear, a's address and
+/// port — never two merged, never a part; the blocking receive was posted before the datagram's first frame
+/// was captured and returned after it; afterwards nothing more can be received (EAGAIN).
+pub struct RecvBoundaries;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoundaryOp {
+    /// Send the next datagram.
+    Send,
+    /// Receive the next datagram.
+    Recv,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundariesCase {
+    pub family: Family,
+    pub port: u16,
+    pub sizes: Vec<usize>,
+    /// The buffer of the receive of each datagram (≥ its size).
+    pub bufs: Vec<usize>,
+    /// Datagram 0 is taken by a receive posted this many ms before its send.
+    pub blocking_first_ms: Option<u16>,
+    /// Interleaving of the other sends and receives.
+    pub ops: Vec<BoundaryOp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BoundariesObserved {
+    pub a: SocketAddr,
+    pub sends: Vec<Result<usize, Errno>>,
+    /// Receive k (of datagram k): None when nothing came within the wait.
+    pub recvs: Vec<Option<Result<harness::sock::Received, Errno>>>,
+    /// The blocking receive: (posted, returned) CLOCK_REALTIME ns.
+    pub blocking: Option<(u64, u64)>,
+    /// One more non-blocking receive at the end.
+    pub leftover: Result<harness::sock::Received, Errno>,
+}
+
+impl Property for RecvBoundaries {
+    type Case = BoundariesCase;
+    type Observed = BoundariesObserved;
+
+    fn info(&self) -> PropertyInfo {
+        PropertyInfo {
+            id: "udp.recv.boundaries",
+            suite: "udp",
+            title: "each receive returns exactly one whole datagram, in order on a lossless link; a receive posted before the send blocks and returns it",
+            clauses: &["RFC 768", "POSIX recvmsg", "POSIX recv"],
+            questions: &["Q6"],
+            needs: Needs { link: LinkKind::Veth },
+        }
+    }
+
+    fn generate(&self, rng: &mut CaseRng, family: Family) -> BoundariesCase {
+        let n = rng.gen_range(1..=8);
+        let sizes: Vec<usize> = (0..n).map(|_| gen_size(rng, family)).collect();
+        let bufs = sizes
+            .iter()
+            .map(|&s| match rng.gen_range(0..3) {
+                0 => s,
+                1 => s + 1,
+                _ => s + rng.gen_range(0..=65_536),
+            })
+            .collect();
+        let blocking_first_ms = rng.gen_bool(0.4).then(|| rng.gen_range(1..=20));
+        let mut left = n - blocking_first_ms.is_some() as usize;
+        let (mut to_send, mut pending, mut ops) = (left, 0usize, Vec::new());
+        while left > 0 {
+            if pending > 0 && (to_send == 0 || rng.gen_bool(0.5)) {
+                ops.push(BoundaryOp::Recv);
+                pending -= 1;
+                left -= 1;
+            } else {
+                ops.push(BoundaryOp::Send);
+                pending += 1;
+                to_send -= 1;
+            }
+        }
+        BoundariesCase {
+            family,
+            port: rng.gen_range(1..=u16::MAX),
+            sizes,
+            bufs,
+            blocking_first_ms,
+            ops,
+        }
+    }
+
+    fn describe(&self, case: &BoundariesCase) -> String {
+        let ops: String = case
+            .ops
+            .iter()
+            .map(|o| match o {
+                BoundaryOp::Send => 's',
+                BoundaryOp::Recv => 'r',
+            })
+            .collect();
+        format!(
+            "{} datagram(s) of {} bytes, buffers {}, {}ops {ops}",
+            case.sizes.len(),
+            describe_sizes(&case.sizes),
+            describe_sizes(&case.bufs),
+            match case.blocking_first_ms {
+                Some(ms) => format!("first receive posted {ms} ms before its send, "),
+                None => String::new(),
+            }
+        )
+    }
+
+    fn execute(
+        &self,
+        case: &BoundariesCase,
+        env: &CaseEnv,
+    ) -> Result<BoundariesObserved, HarnessError> {
+        let (mut receiver, mut sender, a, b) = datagram_pair(env, case.family, case.port)?;
+        let mut sends = Vec::new();
+        let mut recvs = Vec::new();
+        let mut blocking = None;
+        let (mut next_send, mut next_recv) = (0usize, 0usize);
+        if let Some(ms) = case.blocking_first_ms {
+            let buf = case.bufs[0];
+            let (tx, rx) = std::sync::mpsc::channel();
+            let pending = env
+                .lab
+                .host(Host::B)
+                .submit(move || -> Result<_, HarnessError> {
+                    // A safety bound only: the send follows within 20 ms.
+                    set_recv_timeout(&receiver, Duration::from_secs(3))?;
+                    let posted = harness::capture::realtime_ns();
+                    let _ = tx.send(());
+                    let r = receiver.recv_now(buf, 0);
+                    let returned = harness::capture::realtime_ns();
+                    Ok((receiver, r, posted, returned))
+                });
+            rx.recv_timeout(Duration::from_secs(2))
+                .map_err(|_| HarnessError::HostThread("b did not post its receive".into()))?;
+            std::thread::sleep(Duration::from_millis(ms as u64));
+            let (s, r) = send_on_a(env, sender, payload_of(0, case.sizes[0]), b)?;
+            sender = s;
+            sends.push(r);
+            let (rs, r, posted, returned) = pending.wait_timeout(Duration::from_secs(5))??;
+            receiver = rs;
+            recvs.push(Some(r));
+            blocking = Some((posted, returned));
+            next_send = 1;
+            next_recv = 1;
+        }
+        for op in &case.ops {
+            match op {
+                BoundaryOp::Send => {
+                    let (s, r) =
+                        send_on_a(env, sender, payload_of(next_send, case.sizes[next_send]), b)?;
+                    sender = s;
+                    sends.push(r);
+                    next_send += 1;
+                }
+                BoundaryOp::Recv => {
+                    let buf = case.bufs[next_recv];
+                    let (rs, r) = env.lab.host(Host::B).run(move || {
+                        let r = receiver.recv_timeout(buf, 0, RECV_WAIT);
+                        (receiver, r)
+                    })?;
+                    receiver = rs;
+                    recvs.push(r);
+                    next_recv += 1;
+                }
+            }
+        }
+        let leftover = env
+            .lab
+            .host(Host::B)
+            .run(move || receiver.recv_now(65_536, libc::MSG_DONTWAIT))?;
+        drop(sender);
+        Ok(BoundariesObserved {
+            a,
+            sends,
+            recvs,
+            blocking,
+            leftover,
+        })
+    }
+
+    fn check(
+        &self,
+        case: &BoundariesCase,
+        observed: &BoundariesObserved,
+        trace: &Trace,
+    ) -> Verdict {
+        let mut findings = Findings::default();
+        let payloads: Vec<Vec<u8>> = case
+            .sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| payload_of(i, s))
+            .collect();
+        let wire = our_wire_frames(trace, observed.a, case.port);
+        let frames_of = |k: usize| wire.get(k).cloned().unwrap_or_default();
+        for (i, sent) in observed.sends.iter().enumerate() {
+            findings.check(*sent == Ok(case.sizes[i]), || {
+                Violation::new("POSIX send", format!("send of datagram {} failed", i + 1))
+                    .frames(frames_of(i))
+                    .field("sendto()")
+                    .expected(format!("{} bytes", case.sizes[i]))
+                    .actual(outcome(sent))
+            });
+        }
+        for (k, r) in observed.recvs.iter().enumerate() {
+            let want = &payloads[k];
+            let ok = matches!(r, Some(Ok(got)) if &got.data == want && got.returned == want.len() && !got.truncated && got.from == Some(observed.a));
+            if ok {
+                continue;
+            }
+            let (summary, actual) = match r {
+                None => (
+                    format!("receive {} returned nothing within {} ms although datagram {} was sent", k + 1, RECV_WAIT.as_millis(), k + 1),
+                    "nothing".to_string(),
+                ),
+                Some(Err(e)) => (format!("receive {} failed", k + 1), e.name()),
+                Some(Ok(got)) => match which(&payloads, &got.data) {
+                    Some(j) if j != k => (
+                        format!("receive {} returned datagram {}: the order of sending was not kept", k + 1, j + 1),
+                        format!("datagram {} ({} bytes)", j + 1, got.returned),
+                    ),
+                    Some(_) => (
+                        format!("receive {} returned datagram {} with the wrong length, flags or source", k + 1, k + 1),
+                        format!("returned {}, MSG_TRUNC {}, from {:?}", got.returned, got.truncated, got.from),
+                    ),
+                    None => (
+                        format!("receive {} returned bytes that are not one datagram that was sent", k + 1),
+                        format!("{} bytes (returned {}), MSG_TRUNC {}", got.data.len(), got.returned, got.truncated),
+                    ),
+                },
+            };
+            findings.push(
+                Violation::new("POSIX recvmsg", summary)
+                    .frames(frames_of(k))
+                    .field(format!(
+                        "recvmsg() #{} with a {}-byte buffer",
+                        k + 1,
+                        case.bufs[k]
+                    ))
+                    .expected(format!(
+                        "datagram {} whole: {} bytes from {}, MSG_TRUNC clear",
+                        k + 1,
+                        want.len(),
+                        observed.a
+                    ))
+                    .actual(actual),
+            );
+        }
+        if let (Some((posted, returned)), Some(first)) = (observed.blocking, wire.first()) {
+            let t = frame_time_ns(trace, first[0]);
+            findings.check(posted < t && t <= returned, || {
+                Violation::new(
+                    "POSIX recv",
+                    "the receive posted before the send did not wait for the datagram",
+                )
+                .frames(first.clone())
+                .field("recvmsg() posted / datagram on the wire / recvmsg() returned")
+                .expected("posted < on the wire <= returned")
+                .actual(format!(
+                    "posted {:+.6} s, returned {:+.6} s relative to the datagram's first frame",
+                    (posted as f64 - t as f64) / 1e9,
+                    (returned as f64 - t as f64) / 1e9
+                ))
+            });
+            findings.note("a receive posted before the send blocked and returned it");
+        }
+        findings.check(
+            matches!(observed.leftover, Err(e) if e.0 == libc::EAGAIN),
+            || {
+                Violation::new(
+                    "POSIX recvmsg",
+                    "a receive after every datagram was read still returned data",
+                )
+                .field("recvmsg(MSG_DONTWAIT) at the end")
+                .expected("EAGAIN")
+                .actual(match &observed.leftover {
+                    Ok(r) => format!("{} bytes", r.returned),
+                    Err(e) => e.name(),
+                })
+            },
+        );
+        findings.verdict()
+    }
+}
+
+/// A short buffer truncates a datagram and the rest is discarded; MSG_TRUNC reports it (lab Q6).
+///
+/// POSIX recvmsg: "If a message is too long to fit in the supplied buffers, and MSG_PEEK is not set in the
+/// flags argument, the excess bytes shall be discarded, and MSG_TRUNC shall be set in the msg_flags member";
+/// the return value is the number of bytes copied. Linux recv(2), MSG_TRUNC in *flags*: "return the real
+/// length of the packet or datagram, even when it was longer than the passed buffer" (UDP since 2.6.8);
+/// MSG_PEEK: "returns data from the beginning of the receive queue without removing that data from the queue".
+///
+/// Lab question: what happens when the buffer is shorter than the datagram? Generated: 1–6 datagrams of 1 to
+/// 65507/65527 bytes sent first, then each read with a buffer mostly shorter than it (0 bytes included),
+/// sometimes exactly fitting or longer, with or without MSG_TRUNC in the flags, sometimes preceded by a
+/// MSG_PEEK of any length. Checked for every call: the return value (copied length, or the real length with
+/// MSG_TRUNC in flags), the bytes copied (the datagram's prefix), MSG_TRUNC in msg_flags exactly when the
+/// datagram was longer than the buffer; a peek leaves the datagram whole for the next read; the read after a
+/// truncating read returns the *next* datagram (the rest was discarded), and at the end nothing is left.
+pub struct RecvTruncate;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecvCall {
+    pub buf: usize,
+    /// MSG_TRUNC in the call's flags.
+    pub msg_trunc: bool,
+}
+
+impl RecvCall {
+    fn describe(&self) -> String {
+        format!("{}{}", self.buf, if self.msg_trunc { "+T" } else { "" })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruncDatagram {
+    pub size: usize,
+    pub peek: Option<RecvCall>,
+    pub read: RecvCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruncateCase {
+    pub family: Family,
+    pub port: u16,
+    pub datagrams: Vec<TruncDatagram>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TruncateObserved {
+    pub a: SocketAddr,
+    pub sends: Vec<Result<usize, Errno>>,
+    /// Per datagram: (peek, read); None when the socket did not become readable.
+    pub calls: Vec<(
+        Option<Result<harness::sock::Received, Errno>>,
+        Option<Result<harness::sock::Received, Errno>>,
+    )>,
+    pub leftover: Result<harness::sock::Received, Errno>,
+}
+
+impl Property for RecvTruncate {
+    type Case = TruncateCase;
+    type Observed = TruncateObserved;
+
+    fn info(&self) -> PropertyInfo {
+        PropertyInfo {
+            id: "udp.recv.truncate",
+            suite: "udp",
+            title: "a short buffer truncates the datagram and discards the rest: MSG_TRUNC in msg_flags, the copied length (the real one with MSG_TRUNC in flags)",
+            clauses: &["POSIX recvmsg", "recv(2) MSG_TRUNC", "recv(2) MSG_PEEK"],
+            questions: &["Q6"],
+            needs: Needs { link: LinkKind::Veth },
+        }
+    }
+
+    fn generate(&self, rng: &mut CaseRng, family: Family) -> TruncateCase {
+        let n = rng.gen_range(1..=6);
+        let datagrams = (0..n)
+            .map(|_| {
+                let size = gen_size(rng, family).max(1);
+                let read = RecvCall {
+                    buf: if rng.gen_bool(0.75) {
+                        match rng.gen_range(0..4) {
+                            0 => 0,
+                            1 => size - 1,
+                            _ => rng.gen_range(0..size),
+                        }
+                    } else {
+                        size + rng.gen_range(0..=64)
+                    },
+                    msg_trunc: rng.gen(),
+                };
+                let peek = rng.gen_bool(0.4).then(|| RecvCall {
+                    buf: rng.gen_range(0..=size + 8),
+                    msg_trunc: rng.gen(),
+                });
+                TruncDatagram { size, peek, read }
+            })
+            .collect();
+        TruncateCase {
+            family,
+            port: rng.gen_range(1..=u16::MAX),
+            datagrams,
+        }
+    }
+
+    fn describe(&self, case: &TruncateCase) -> String {
+        let d: Vec<String> = case
+            .datagrams
+            .iter()
+            .map(|d| match d.peek {
+                Some(p) => format!(
+                    "{} (peek {}, read {})",
+                    d.size,
+                    p.describe(),
+                    d.read.describe()
+                ),
+                None => format!("{} (read {})", d.size, d.read.describe()),
+            })
+            .collect();
+        format!("datagrams {} (+T: MSG_TRUNC in flags)", d.join(", "))
+    }
+
+    fn execute(
+        &self,
+        case: &TruncateCase,
+        env: &CaseEnv,
+    ) -> Result<TruncateObserved, HarnessError> {
+        let (receiver, mut sender, a, b) = datagram_pair(env, case.family, case.port)?;
+        let mut sends = Vec::new();
+        for (i, d) in case.datagrams.iter().enumerate() {
+            let (s, r) = send_on_a(env, sender, payload_of(i, d.size), b)?;
+            sender = s;
+            sends.push(r);
+        }
+        let datagrams = case.datagrams.clone();
+        let (calls, leftover) = env.lab.host(Host::B).run(move || {
+            let flags =
+                |c: &RecvCall| if c.msg_trunc { libc::MSG_TRUNC } else { 0 } | libc::MSG_DONTWAIT;
+            let calls: Vec<_> = datagrams
+                .iter()
+                .map(|d| {
+                    if receiver.poll(libc::POLLIN, RECV_WAIT) == 0 {
+                        return (None, None);
+                    }
+                    let peek = d
+                        .peek
+                        .map(|p| receiver.recv_now(p.buf, flags(&p) | libc::MSG_PEEK));
+                    (peek, Some(receiver.recv_now(d.read.buf, flags(&d.read))))
+                })
+                .collect();
+            (calls, receiver.recv_now(65_536, libc::MSG_DONTWAIT))
+        })?;
+        drop(sender);
+        Ok(TruncateObserved {
+            a,
+            sends,
+            calls,
+            leftover,
+        })
+    }
+
+    fn check(&self, case: &TruncateCase, observed: &TruncateObserved, trace: &Trace) -> Verdict {
+        let mut findings = Findings::default();
+        let payloads: Vec<Vec<u8>> = case
+            .datagrams
+            .iter()
+            .enumerate()
+            .map(|(i, d)| payload_of(i, d.size))
+            .collect();
+        let wire = our_wire_frames(trace, observed.a, case.port);
+        let frames_of = |k: usize| wire.get(k).cloned().unwrap_or_default();
+        for (i, sent) in observed.sends.iter().enumerate() {
+            findings.check(*sent == Ok(case.datagrams[i].size), || {
+                Violation::new("POSIX send", format!("send of datagram {} failed", i + 1))
+                    .frames(frames_of(i))
+                    .field("sendto()")
+                    .expected(format!("{} bytes", case.datagrams[i].size))
+                    .actual(outcome(sent))
+            });
+        }
+        let mut truncated = 0;
+        for (k, (d, (peek, read))) in case.datagrams.iter().zip(&observed.calls).enumerate() {
+            let payload = &payloads[k];
+            let mut judge = |what: &str,
+                             call: &RecvCall,
+                             got: &Option<Result<harness::sock::Received, Errno>>,
+                             peeking: bool| {
+                let copied = d.size.min(call.buf);
+                let want_ret = if call.msg_trunc { d.size } else { copied };
+                let want_trunc = d.size > call.buf;
+                let clause = if call.msg_trunc {
+                    "recv(2) MSG_TRUNC"
+                } else if peeking {
+                    "recv(2) MSG_PEEK"
+                } else {
+                    "POSIX recvmsg"
+                };
+                let field = format!(
+                    "{what} of datagram {} ({} bytes) with a {}-byte buffer{}",
+                    k + 1,
+                    d.size,
+                    call.buf,
+                    if call.msg_trunc {
+                        " and MSG_TRUNC in flags"
+                    } else {
+                        ""
+                    }
+                );
+                let expected = format!(
+                    "returns {want_ret}, copies the first {copied} bytes, MSG_TRUNC {} in msg_flags",
+                    if want_trunc { "set" } else { "clear" }
+                );
+                match got {
+                    Some(Ok(r))
+                        if r.returned == want_ret
+                            && r.data[..] == payload[..copied]
+                            && r.truncated == want_trunc => {}
+                    Some(Ok(r)) => {
+                        let which_one = if r.data.len() <= payload.len()
+                            && r.data[..] == payload[..r.data.len()]
+                        {
+                            format!("datagram {}'s first {} bytes", k + 1, r.data.len())
+                        } else {
+                            match payloads.iter().position(|p| p.len() >= r.data.len() && p[..r.data.len()] == r.data[..]) {
+                                Some(j) => format!("bytes of datagram {} (the rest of a truncated datagram was not discarded, or the order changed)", j + 1),
+                                None => "bytes of no datagram that was sent".to_string(),
+                            }
+                        };
+                        findings.push(
+                            Violation::new(
+                                clause,
+                                format!(
+                                    "{what} of datagram {} did not return what the buffer allows",
+                                    k + 1
+                                ),
+                            )
+                            .frames(frames_of(k))
+                            .field(field)
+                            .expected(expected)
+                            .actual(format!(
+                                "returned {}, copied {which_one}, MSG_TRUNC {}",
+                                r.returned,
+                                if r.truncated { "set" } else { "clear" }
+                            )),
+                        );
+                    }
+                    Some(Err(e)) => findings.push(
+                        Violation::new(clause, format!("{what} of datagram {} failed", k + 1))
+                            .frames(frames_of(k))
+                            .field(field)
+                            .expected(expected)
+                            .actual(e.name()),
+                    ),
+                    None => findings.push(
+                        Violation::new(
+                            "RFC 768",
+                            format!("datagram {} never became readable", k + 1),
+                        )
+                        .frames(frames_of(k))
+                        .field(field)
+                        .expected(expected)
+                        .actual(format!("not readable within {} ms", RECV_WAIT.as_millis())),
+                    ),
+                }
+            };
+            if let (Some(call), Some(got)) = (d.peek, peek) {
+                judge("MSG_PEEK", &call, &Some(got.clone()), true);
+            }
+            judge("read", &d.read, read, false);
+            if d.size > d.read.buf {
+                truncated += 1;
+            }
+        }
+        findings.check(matches!(observed.leftover, Err(e) if e.0 == libc::EAGAIN), || {
+            Violation::new("POSIX recvmsg", "after every datagram was read once, data was still queued: the rest of a truncated datagram was kept")
+                .field("recvmsg(MSG_DONTWAIT) at the end")
+                .expected("EAGAIN")
+                .actual(match &observed.leftover {
+                    Ok(r) => format!("{} bytes", r.returned),
+                    Err(e) => e.name(),
+                })
+        });
+        if truncated > 0 {
+            findings.note("truncating reads");
         }
         findings.verdict()
     }
