@@ -19,6 +19,8 @@ pub fn all() -> Vec<&'static dyn DynProperty> {
         &udp::WireHeader,
         &udp::RecvBoundaries,
         &udp::RecvTruncate,
+        &udp::SendUnresolved,
+        &udp::RcvbufOverflow,
     ];
     if selftest::enabled() {
         props.extend(selftest::all());
@@ -47,6 +49,8 @@ pub fn all_including_selftest() -> Vec<&'static dyn DynProperty> {
         &udp::WireHeader,
         &udp::RecvBoundaries,
         &udp::RecvTruncate,
+        &udp::SendUnresolved,
+        &udp::RcvbufOverflow,
     ];
     props.extend(selftest::all());
     props
