@@ -560,10 +560,9 @@ fn set_recv_timeout(s: &Socket, timeout: Duration) -> Result<(), HarnessError> {
 }
 
 /// linux/sock_diag.h: SO_MEMINFO returns `u32 meminfo[SK_MEMINFO_VARS]`; index 0 is sk_rmem_alloc (bytes of
-/// truesize charged to the receive queue), index 8 sk_drops.
+/// truesize charged to the receive queue).
 const SO_MEMINFO: i32 = 55;
 const SK_MEMINFO_RMEM_ALLOC: usize = 0;
-const SK_MEMINFO_DROPS: usize = 8;
 
 fn meminfo(s: &Socket) -> Result<[u32; 16], HarnessError> {
     let mut v = [0u32; 16];
@@ -1876,15 +1875,15 @@ pub struct TruncateCase {
     pub datagrams: Vec<TruncDatagram>,
 }
 
+/// A receive's outcome; None when the socket did not become readable.
+pub type MaybeReceived = Option<Result<harness::sock::Received, Errno>>;
+
 #[derive(Debug, Clone)]
 pub struct TruncateObserved {
     pub a: SocketAddr,
     pub sends: Vec<Result<usize, Errno>>,
     /// Per datagram: (peek, read); None when the socket did not become readable.
-    pub calls: Vec<(
-        Option<Result<harness::sock::Received, Errno>>,
-        Option<Result<harness::sock::Received, Errno>>,
-    )>,
+    pub calls: Vec<(MaybeReceived, MaybeReceived)>,
     pub leftover: Result<harness::sock::Received, Errno>,
 }
 
