@@ -55,8 +55,8 @@ struct Piece {
 
 type Key = (IpAddr, IpAddr, u32);
 
-/// The UDP datagrams among `packets` (frame number, dissected frame), in the order their first frame was
-/// captured. Non-UDP packets are skipped.
+/// The UDP datagrams among `packets` (frame number, dissected frame), in the order their first fragment (or
+/// whole frame) was captured. Non-UDP packets are skipped.
 pub fn udp_datagrams<'a>(
     packets: impl IntoIterator<Item = (usize, &'a Packet)>,
 ) -> Vec<Result<UdpDatagram, Incomplete>> {
@@ -160,7 +160,15 @@ pub fn udp_datagrams<'a>(
         let Some(mut pieces) = groups.remove(&key) else {
             continue;
         };
-        let first_frame = pieces.iter().map(|p| p.frame).min().unwrap_or(0);
+        // Ordered by the frame of the first fragment, not the earliest frame: the capture sorts frames by
+        // kernel timestamp, and a later fragment can carry an earlier one (seen here with IPv6, ~1 in 1000).
+        let first_frame = pieces
+            .iter()
+            .filter(|p| p.offset == 0)
+            .map(|p| p.frame)
+            .min()
+            .or_else(|| pieces.iter().map(|p| p.frame).min())
+            .unwrap_or(0);
         out.push((first_frame, assemble(key, &mut pieces)));
     }
     out.sort_by_key(|(n, _)| *n);
