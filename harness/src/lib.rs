@@ -5,6 +5,7 @@
 //! - [`lab`] — hosts `a`/`b` in anonymous network namespaces on their own threads, veth over netlink, offloads
 //!   off (ethtool ioctl), sysctls and `--exec` commands per host, the privilege check.
 //! - [`sock`] — kernel sockets created on host threads, with the containment check before connect/send.
+//! - [`counters`] — a lab host's own protocol counters (UDP MIB from /proc/thread-self/net/snmp, snmp6).
 //! - [`capture`] — AF_PACKET capture on the link: kernel ns timestamps, direction, drop counting.
 //! - [`frame`] — one captured frame, as every capture source hands it on.
 //! - [`wire`] — zero-copy packet views with checked constructors and owned reprs; wrap-aware `SeqNumber`.
@@ -15,6 +16,7 @@
 //! - [`error`] — [`HarnessError`]: netconform could not run (never a finding); [`errno`] names errnos.
 
 pub mod capture;
+pub mod counters;
 pub mod docs;
 pub mod errno;
 pub mod error;

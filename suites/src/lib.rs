@@ -12,13 +12,24 @@ pub mod udp;
 
 use harness::runner::DynProperty;
 
-/// Every property of the default suites, in listing order.
-pub fn all() -> Vec<&'static dyn DynProperty> {
-    let mut props: Vec<&'static dyn DynProperty> = vec![
+/// The properties of the default suites, in listing order.
+fn defaults() -> Vec<&'static dyn DynProperty> {
+    vec![
         &tcp_lifecycle::RstOnClosedPort,
         &udp::PortUnreachable,
+        &udp::BindPerHost,
+        &udp::WireHeader,
+        &udp::RecvBoundaries,
+        &udp::RecvTruncate,
+        &udp::SendUnresolved,
+        &udp::RcvbufOverflow,
         &random_ops::RandomOps,
-    ];
+    ]
+}
+
+/// Every property of the default suites, plus the self-test ones when `NETCONFORM_SELFTEST=1`.
+pub fn all() -> Vec<&'static dyn DynProperty> {
+    let mut props = defaults();
     if selftest::enabled() {
         props.extend(selftest::all());
     }
@@ -39,11 +50,7 @@ pub fn suites() -> Vec<&'static str> {
 
 /// Every property including the self-test ones (for `replay` of a self-test case file).
 pub fn all_including_selftest() -> Vec<&'static dyn DynProperty> {
-    let mut props: Vec<&'static dyn DynProperty> = vec![
-        &tcp_lifecycle::RstOnClosedPort,
-        &udp::PortUnreachable,
-        &random_ops::RandomOps,
-    ];
+    let mut props = defaults();
     props.extend(selftest::all());
     props
 }

@@ -3,13 +3,15 @@
 //! [`SeqNumber`], and [`parse_frame`], which dissects a whole frame into an owned [`Packet`].
 //!
 //! Malformed or truncated bytes are a [`WireError`], never a panic. Left out on purpose: IP options are not
-//! interpreted (their length is honoured), IPv4 fragments other than the first are not dissected further
-//! (`Transport::Fragment`), and checksums are verified, not fixed.
+//! interpreted (their length is honoured), fragments other than the first are not dissected further
+//! (`Transport::Fragment` keeps their bytes; [`reassembly`] puts UDP datagrams back together), and checksums are
+//! verified, not fixed.
 
 pub mod checksum;
 pub mod icmp;
 pub mod ip;
 pub mod link;
+pub mod reassembly;
 pub mod seq;
 pub mod tcp;
 pub mod udp;
@@ -138,6 +140,8 @@ pub enum Transport {
         more: bool,
         id: u32,
         data_len: usize,
+        /// The fragment's bytes (what follows its IP header or IPv6 fragment header), kept for reassembly.
+        data: Vec<u8>,
     },
     Other {
         protocol: u8,
@@ -244,10 +248,17 @@ fn transport(
             } else {
                 status(p.verify_checksum(src, dst))
             };
+            // A first fragment's length field describes the whole datagram: keep every byte the frame
+            // holds (reassembly needs them even when the length field is wrong).
+            let payload = if fragmented {
+                b[8..].to_vec()
+            } else {
+                p.payload().to_vec()
+            };
             Transport::Udp {
                 repr,
                 checksum,
-                payload: p.payload().to_vec(),
+                payload,
             }
         }
         ip::PROTO_ICMP => Transport::Icmpv4(IcmpRepr::parse_v4(b)?),
@@ -284,6 +295,7 @@ pub fn parse_ip(b: &[u8]) -> Result<Network, WireError> {
                     more: header.more_fragments,
                     id: header.ident as u32,
                     data_len: p.payload().len(),
+                    data: p.payload().to_vec(),
                 }
             } else {
                 transport(p.protocol(), src, dst, p.payload(), header.more_fragments)?
@@ -311,6 +323,7 @@ pub fn parse_ip(b: &[u8]) -> Result<Network, WireError> {
                     more: f.more,
                     id: f.id,
                     data_len: data.len(),
+                    data: data.to_vec(),
                 },
                 frag => transport(ul.protocol, src, dst, data, frag.is_some_and(|f| f.more))?,
             };
