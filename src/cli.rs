@@ -49,6 +49,8 @@ enum Command {
     Trace { file: PathBuf },
     /// Measure lab setup+teardown time and cases/s of each property (targets: see README).
     Bench(crate::bench::BenchArgs),
+    /// Run the named scenarios and compare them with snapshots/<profile>/ (--update rewrites them).
+    Snapshot(crate::snapshots::SnapshotArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -110,6 +112,12 @@ struct RunArgs {
     /// Re-runs of a shrunk case that classify it `confirmed` (all fail) or `flaky`.
     #[arg(long, default_value_t = 3)]
     confirm: usize,
+    /// Also compare the named scenarios with snapshots/ (see `netconform snapshot`).
+    #[arg(long)]
+    snapshots: bool,
+    /// With --snapshots: the profile(s) to compare (default: all).
+    #[arg(long = "profile", requires = "snapshots")]
+    profiles: Vec<String>,
     /// Most ops in a generated program (tcp.random_ops).
     #[arg(long, default_value_t = 20)]
     max_ops: usize,
@@ -140,6 +148,10 @@ pub fn main() -> Result<i32, HarnessError> {
         Command::Run(args) => run(args),
         Command::Replay { file, out } => replay(file, out),
         Command::Trace { file } => trace(file),
+        Command::Snapshot(args) => {
+            harness::lab::privileges::check()?;
+            crate::snapshots::check(&args)
+        }
         Command::Bench(args) => {
             harness::lab::privileges::check()?;
             crate::bench::bench(args)
@@ -336,7 +348,20 @@ fn run(args: RunArgs) -> Result<i32, HarnessError> {
     if let Some(path) = &args.junit {
         harness::report::write_junit(&report, path)?;
     }
-    Ok(report.exit_code())
+    let mut code = report.exit_code();
+    if args.snapshots {
+        let snap = crate::snapshots::SnapshotArgs {
+            update: false,
+            profiles: args.profiles.clone(),
+            scenarios: Vec::new(),
+            dir: crate::snapshots::default_dir().to_path_buf(),
+            repeat: 1,
+            jobs: args.jobs,
+            sysctls: args.sysctls.clone(),
+        };
+        code = code.max(crate::snapshots::check(&snap)?);
+    }
+    Ok(code)
 }
 
 fn replay(file: PathBuf, out: PathBuf) -> Result<i32, HarnessError> {

@@ -6,6 +6,7 @@
 
 mod bench;
 mod cli;
+mod snapshots;
 
 use std::process::ExitCode;
 

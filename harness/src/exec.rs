@@ -96,6 +96,7 @@ impl OpResult {
             OpResult::Value { value } => format!("{value}"),
             OpResult::Read {
                 n,
+                returned,
                 eof,
                 truncated,
                 mismatch_at,
@@ -103,6 +104,8 @@ impl OpResult {
             } => {
                 let mut s = if *eof {
                     "0 (EOF)".to_string()
+                } else if returned != n {
+                    format!("{returned} ({n} copied)")
                 } else {
                     format!("{n}")
                 };
@@ -389,6 +392,41 @@ impl HostExec {
                 Ok(OpResult::Done)
             }
             Op::Sync => Ok(OpResult::Done),
+            Op::CraftTcp {
+                src_port,
+                port,
+                flags,
+                seq,
+                ack,
+                len,
+            } => {
+                let repr = crate::wire::TcpRepr {
+                    src_port: *src_port,
+                    dst_port: *port,
+                    seq: crate::wire::SeqNumber(*seq),
+                    ack: crate::wire::SeqNumber(if flags.contains('.') { *ack } else { 0 }),
+                    flags: crate::wire::TcpFlags {
+                        syn: flags.contains('S'),
+                        fin: flags.contains('F'),
+                        rst: flags.contains('R'),
+                        psh: flags.contains('P'),
+                        ack: flags.contains('.'),
+                        ..Default::default()
+                    },
+                    window: 64240,
+                    urgent: 0,
+                    options: Vec::new(),
+                    payload_len: *len,
+                };
+                let payload = vec![0u8; *len];
+                let segment = repr.emit(local, peer, &payload);
+                let raw = Socket::raw(family, libc::IPPROTO_TCP)?;
+                raw.bind(SocketAddr::new(local, 0))
+                    .map_err(|e| crate::sock::socket_step("bind raw socket", e))?;
+                Ok(raw
+                    .send_to(&segment, SocketAddr::new(peer, 0), 0)?
+                    .map_or_else(OpResult::err, |n| OpResult::Value { value: n as u64 }))
+            }
             Op::SetOpt { sock, opt } => {
                 let e = self.entry(*sock);
                 if e.kind == SockKind::Udp

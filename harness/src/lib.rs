@@ -30,6 +30,7 @@ pub mod pcapng;
 pub mod property;
 pub mod report;
 pub mod runner;
+pub mod snapshot;
 pub mod sock;
 pub mod trace;
 pub mod wire;

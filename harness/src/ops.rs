@@ -64,6 +64,25 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    /// The RFC 9293 §3.3.2 name (Linux's NEW_SYN_RECV and BOUND_INACTIVE keep theirs).
+    pub fn rfc_name(self) -> &'static str {
+        match self {
+            TcpState::Established => "ESTABLISHED",
+            TcpState::SynSent => "SYN-SENT",
+            TcpState::SynRecv => "SYN-RECEIVED",
+            TcpState::FinWait1 => "FIN-WAIT-1",
+            TcpState::FinWait2 => "FIN-WAIT-2",
+            TcpState::TimeWait => "TIME-WAIT",
+            TcpState::Close => "CLOSED",
+            TcpState::CloseWait => "CLOSE-WAIT",
+            TcpState::LastAck => "LAST-ACK",
+            TcpState::Listen => "LISTEN",
+            TcpState::Closing => "CLOSING",
+            TcpState::NewSynRecv => "NEW_SYN_RECV",
+            TcpState::BoundInactive => "BOUND_INACTIVE",
+        }
+    }
+
     pub fn from_kernel(v: u8) -> Option<TcpState> {
         Some(match v {
             1 => TcpState::Established,
@@ -160,6 +179,17 @@ pub enum Op {
         state: TcpState,
         ms: u32,
     },
+    /// Sends one crafted TCP segment from a raw socket to the other host's `port` (for segments a kernel
+    /// socket would never send, e.g. a bare ACK to a closed port). `flags` in tcpdump letters: `S`, `F`,
+    /// `R`, `P`, and `.` for ACK.
+    CraftTcp {
+        src_port: u16,
+        port: u16,
+        flags: String,
+        seq: u32,
+        ack: u32,
+        len: usize,
+    },
     /// Barrier with the other host.
     Sync,
 }
@@ -182,7 +212,7 @@ impl Op {
             | Op::WaitReadable { sock, .. }
             | Op::WaitWritable { sock, .. }
             | Op::WaitState { sock, .. } => Some(*sock),
-            Op::Socket { .. } | Op::Sleep { .. } | Op::Sync => None,
+            Op::Socket { .. } | Op::Sleep { .. } | Op::Sync | Op::CraftTcp { .. } => None,
         }
     }
 
@@ -219,6 +249,18 @@ impl Op {
             Op::WaitReadable { sock, ms } => format!("wait_readable(s{sock}, {ms}ms)"),
             Op::WaitWritable { sock, ms } => format!("wait_writable(s{sock}, {ms}ms)"),
             Op::WaitState { sock, state, ms } => format!("wait_state(s{sock}, {state:?}, {ms}ms)"),
+            Op::CraftTcp {
+                src_port,
+                port,
+                flags,
+                seq,
+                ack,
+                len,
+            } => {
+                format!(
+                    "craft_tcp({src_port} > {port}, [{flags}], seq {seq}, ack {ack}, len {len})"
+                )
+            }
             Op::Sync => "sync".to_string(),
         }
     }

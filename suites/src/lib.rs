@@ -6,6 +6,7 @@
 //! - [`selftest`] — properties that test the harness itself (hidden unless `NETCONFORM_SELFTEST=1`).
 
 pub mod random_ops;
+pub mod scenarios;
 pub mod selftest;
 pub mod tcp_lifecycle;
 pub mod udp;
