@@ -130,27 +130,7 @@ pub struct RstObserved {
 }
 
 fn flags_text(f: &TcpFlags) -> String {
-    let mut s = String::new();
-    for (on, c) in [
-        (f.syn, 'S'),
-        (f.fin, 'F'),
-        (f.rst, 'R'),
-        (f.psh, 'P'),
-        (f.urg, 'U'),
-        (f.ece, 'E'),
-        (f.cwr, 'W'),
-    ] {
-        if on {
-            s.push(c);
-        }
-    }
-    if f.ack {
-        s.push('.');
-    }
-    if s.is_empty() {
-        s.push_str("none");
-    }
-    s
+    f.tcpdump()
 }
 
 impl Property for RstOnClosedPort {
