@@ -600,6 +600,46 @@ impl HostExec {
                     Err(err) => Ok(OpResult::err(err)),
                 }
             }
+            Op::ReadExact { sock, len } => {
+                let e = self.entry(*sock);
+                let offset = e.read_offset;
+                let (mut got, mut eof, mut mismatch_at) = (0u64, false, None);
+                while got < *len as u64 {
+                    if e.sock.poll(libc::POLLIN, io) == 0 {
+                        break;
+                    }
+                    match e.sock.recv_now(*len - got as usize, libc::MSG_DONTWAIT) {
+                        Ok(r) if r.data.is_empty() => {
+                            eof = true;
+                            break;
+                        }
+                        Ok(r) => {
+                            if e.kind == SockKind::Tcp && mismatch_at.is_none() {
+                                if let Some(peer_port) = e.peer_port() {
+                                    mismatch_at =
+                                        first_mismatch(seed, peer_port, e.read_offset, &r.data);
+                                }
+                            }
+                            e.read_offset += r.data.len() as u64;
+                            got += r.data.len() as u64;
+                        }
+                        Err(err) if got == 0 => return Ok(OpResult::err(err)),
+                        Err(_) => break,
+                    }
+                }
+                Ok(if got == 0 && !eof {
+                    OpResult::TimedOut
+                } else {
+                    OpResult::Read {
+                        n: got,
+                        returned: got,
+                        eof: eof && got == 0,
+                        truncated: false,
+                        offset,
+                        mismatch_at,
+                    }
+                })
+            }
             Op::SendTo { sock, len, port } => {
                 let e = self.entry(*sock);
                 if e.kind != SockKind::Udp {

@@ -143,6 +143,11 @@ pub enum Op {
         sock: usize,
         max: usize,
     },
+    /// Reads until `len` bytes came (or a read waits longer than the op deadline, or EOF).
+    ReadExact {
+        sock: usize,
+        len: usize,
+    },
     /// UDP: sends a datagram of `len` bytes to the other host's `port`.
     SendTo {
         sock: usize,
@@ -205,6 +210,7 @@ impl Op {
             | Op::Accept { sock }
             | Op::Write { sock, .. }
             | Op::Read { sock, .. }
+            | Op::ReadExact { sock, .. }
             | Op::SendTo { sock, .. }
             | Op::RecvFrom { sock, .. }
             | Op::Shutdown { sock, .. }
@@ -227,6 +233,7 @@ impl Op {
             Op::Accept { sock } => format!("accept(s{sock})"),
             Op::Write { sock, len } => format!("write(s{sock}, {len})"),
             Op::Read { sock, max } => format!("read(s{sock}, {max})"),
+            Op::ReadExact { sock, len } => format!("read_exact(s{sock}, {len})"),
             Op::SendTo { sock, len, port } => format!("sendto(s{sock}, {len}, {port})"),
             Op::RecvFrom {
                 sock,

@@ -2,12 +2,14 @@
 //!
 //! - [`tcp_lifecycle`] — suite `tcp-lifecycle`: handshake, identity, RST, close shapes, state machine.
 //! - [`udp`] — suite `udp`: ports, datagrams, ICMP errors, buffers.
+//! - [`tcp_data`] — suite `tcp-data`: flow control (zero-window probes so far).
 //! - [`random_ops`] — suite `tcp-ops`: random socket programs judged by the model and the TCP invariants.
 //! - [`selftest`] — properties that test the harness itself (hidden unless `NETCONFORM_SELFTEST=1`).
 
 pub mod random_ops;
 pub mod scenarios;
 pub mod selftest;
+pub mod tcp_data;
 pub mod tcp_lifecycle;
 pub mod udp;
 
@@ -24,6 +26,7 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &udp::RecvTruncate,
         &udp::SendUnresolved,
         &udp::RcvbufOverflow,
+        &tcp_data::ZeroWindowProbes,
         &random_ops::RandomOps,
     ]
 }

@@ -43,6 +43,40 @@ pub struct HostState {
     pub mounts: BTreeSet<String>,
     /// Processes whose command line mentions netconform (other than the test itself).
     pub processes: BTreeSet<String>,
+    /// Every pid, and which pids hold each namespace: things held only by processes that existed before
+    /// the test (another run on the same machine) are not the test's leftovers.
+    pub pids: BTreeSet<u32>,
+    pub holders: std::collections::BTreeMap<String, BTreeSet<u32>>,
+}
+
+impl HostState {
+    /// What is on the host now and was not `before`, leaving out what processes older than `before` hold.
+    pub fn leftovers_since(&self, before: &HostState) -> Vec<String> {
+        let older = |pids: &BTreeSet<u32>| pids.iter().all(|p| before.pids.contains(p));
+        let mut out = Vec::new();
+        for ns in self.netns.difference(&before.netns) {
+            if !self.holders.get(ns).is_some_and(older) {
+                out.push(format!("namespace {ns} held by {:?}", self.holders.get(ns)));
+            }
+        }
+        for l in self.links.difference(&before.links) {
+            out.push(format!("interface {l}"));
+        }
+        for m in self.mounts.difference(&before.mounts) {
+            out.push(format!("mount {m}"));
+        }
+        for p in self.processes.difference(&before.processes) {
+            let pid: u32 = p
+                .split(':')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            if !before.pids.contains(&pid) {
+                out.push(format!("process {p}"));
+            }
+        }
+        out
+    }
 }
 
 fn read_link(p: &std::path::Path) -> Option<String> {
@@ -55,15 +89,20 @@ pub fn host_state() -> HostState {
     let me = std::process::id().to_string();
     let mut netns = BTreeSet::new();
     let mut processes = BTreeSet::new();
+    let mut pids = BTreeSet::new();
+    let mut holders: std::collections::BTreeMap<String, BTreeSet<u32>> = Default::default();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.chars().all(|c| c.is_ascii_digit()) {
             continue;
         }
         let base = entry.path();
+        let pid: u32 = name.parse().unwrap_or(0);
+        pids.insert(pid);
         if let Ok(tasks) = std::fs::read_dir(base.join("task")) {
             for t in tasks.flatten() {
                 if let Some(l) = read_link(&t.path().join("ns/net")) {
+                    holders.entry(l.clone()).or_default().insert(pid);
                     netns.insert(l);
                 }
             }
@@ -72,6 +111,7 @@ pub fn host_state() -> HostState {
             for fd in fds.flatten() {
                 if let Some(l) = read_link(&fd.path()) {
                     if l.starts_with("net:[") {
+                        holders.entry(l.clone()).or_default().insert(pid);
                         netns.insert(l);
                     }
                 }
@@ -102,16 +142,18 @@ pub fn host_state() -> HostState {
         links,
         mounts,
         processes,
+        pids,
+        holders,
     }
 }
 
-/// Waits (up to 5 s) until the host state equals `before`; returns the last state seen.
-pub fn wait_for_state(before: &HostState) -> HostState {
+/// Waits (up to 5 s) until nothing new is left on the host since `before`; returns what is left.
+pub fn wait_for_no_leftovers(before: &HostState) -> Vec<String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let now = host_state();
-        if &now == before || std::time::Instant::now() > deadline {
-            return now;
+        let left = host_state().leftovers_since(before);
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
