@@ -47,6 +47,13 @@ enum Command {
     },
     /// Print the canonical trace of a pcap or pcapng file (roles by first talker: A, then B).
     Trace { file: PathBuf },
+    /// Check any pcap/pcapng capture offline against the TCP invariants (e.g. a capture from a real lab).
+    Check {
+        file: PathBuf,
+        /// Print the canonical trace too.
+        #[arg(long)]
+        trace: bool,
+    },
     /// Measure lab setup+teardown time and cases/s of each property (targets: see README).
     Bench(crate::bench::BenchArgs),
     /// Run the named scenarios and compare them with snapshots/<profile>/ (--update rewrites them).
@@ -148,6 +155,7 @@ pub fn main() -> Result<i32, HarnessError> {
         Command::Run(args) => run(args),
         Command::Replay { file, out } => replay(file, out),
         Command::Trace { file } => trace(file),
+        Command::Check { file, trace } => check(file, trace),
         Command::Snapshot(args) => {
             harness::lab::privileges::check()?;
             crate::snapshots::check(&args)
@@ -426,4 +434,39 @@ fn trace(file: PathBuf) -> Result<i32, HarnessError> {
     let trace = harness::trace::Trace::build(&frames, &hosts, None);
     print!("{}", trace.render());
     Ok(0)
+}
+
+/// Offline check: the TCP invariants over every conversation of a capture. Frames from the first talker's
+/// host are not assumed to be in send order (the capture point is unknown), so only order-free rules apply.
+fn check(file: PathBuf, show_trace: bool) -> Result<i32, HarnessError> {
+    let records = harness::pcapng::read_capture(&file)
+        .map_err(|e| HarnessError::Usage(format!("{}: {e}", file.display())))?;
+    let frames: Vec<harness::frame::Frame> = records.into_iter().map(|r| r.frame).collect();
+    let hosts = harness::trace::HostAddrs::by_first_talker(&frames);
+    let trace = harness::trace::Trace::build(&frames, &hosts, None);
+    if show_trace {
+        print!("{}", trace.render());
+    }
+    let ctx = harness::invariants::InvariantContext {
+        capture_host: None,
+        rcvbuf_limit: [None, None],
+    };
+    let tcp = trace
+        .conversations
+        .iter()
+        .filter(|c| c.kind == harness::trace::ConversationKind::Tcp)
+        .count();
+    let findings = harness::invariants::check(&trace, &ctx);
+    println!(
+        "{}: {} frames, {} TCP conversation(s), {} finding(s)",
+        file.display(),
+        frames.len(),
+        tcp,
+        findings.len()
+    );
+    for (id, mut v) in findings.iter().cloned() {
+        v.context = harness::runner::context_lines(&trace, &v.frames);
+        println!("\nFAIL {id}: {v}");
+    }
+    Ok(if findings.is_empty() { 0 } else { 1 })
 }
