@@ -36,7 +36,7 @@ enum Command {
         markdown: bool,
     },
     /// Run properties against the kernel in fresh labs.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Re-run one case from its case file and print the verdict and the canonical trace.
     Replay {
         /// A case file written by `run` (e.g. netconform-out/<property>/case-0003-ipv4.json).
@@ -65,6 +65,72 @@ enum FamilyArg {
     Ipv4,
     Ipv6,
     Both,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LinkArg {
+    Veth,
+    Relay,
+}
+
+/// `20ms`, `1.5ms`, `300us`, `1s` → microseconds.
+fn parse_duration_us(s: &str) -> Result<u64, String> {
+    let (num, mult) = if let Some(v) = s.strip_suffix("us") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix("ms") {
+        (v, 1e3)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1e6)
+    } else {
+        return Err(format!("{s:?}: give a unit, e.g. 20ms, 500us, 1s"));
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: not a number"))?;
+    if !(0.0..=60e6).contains(&(v * mult)) {
+        return Err(format!("{s:?}: between 0 and 60 s"));
+    }
+    Ok((v * mult) as u64)
+}
+
+/// `1%`, `0.5%`, `0.01` → parts per million.
+fn parse_ppm(s: &str) -> Result<u32, String> {
+    let (num, scale) = match s.strip_suffix('%') {
+        Some(v) => (v, 1e4),
+        None => (s, 1e6),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: not a number (e.g. 1%)"))?;
+    let ppm = v * scale;
+    if !(0.0..=1e6).contains(&ppm) {
+        return Err(format!("{s:?}: a probability between 0% and 100%"));
+    }
+    Ok(ppm as u32)
+}
+
+/// `100mbit`, `1gbit`, `500kbit`, `64000` (bit/s) → bits per second.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let lower = s.to_ascii_lowercase();
+    let (num, mult) = if let Some(v) = lower.strip_suffix("gbit") {
+        (v.to_string(), 1e9)
+    } else if let Some(v) = lower.strip_suffix("mbit") {
+        (v.to_string(), 1e6)
+    } else if let Some(v) = lower.strip_suffix("kbit") {
+        (v.to_string(), 1e3)
+    } else {
+        (lower.clone(), 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: e.g. 100mbit, 1gbit"))?;
+    if v <= 0.0 {
+        return Err(format!("{s:?}: must be positive"));
+    }
+    Ok((v * mult) as u64)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -119,6 +185,27 @@ struct RunArgs {
     /// Re-runs of a shrunk case that classify it `confirmed` (all fail) or `flaky`.
     #[arg(long, default_value_t = 3)]
     confirm: usize,
+    /// How the hosts are joined: veth (default) or relay (TUN devices and an impairing forwarder).
+    #[arg(long, value_enum, default_value_t = LinkArg::Veth)]
+    link: LinkArg,
+    /// Relay: one-way delay each direction, e.g. 20ms.
+    #[arg(long, value_parser = parse_duration_us)]
+    delay: Option<u64>,
+    /// Relay: uniform jitter added to the delay, e.g. 2ms.
+    #[arg(long, value_parser = parse_duration_us)]
+    jitter: Option<u64>,
+    /// Relay: loss probability each direction, e.g. 1%.
+    #[arg(long, value_parser = parse_ppm)]
+    loss: Option<u32>,
+    /// Relay: probability that a packet is held back so the next ones overtake it, e.g. 1%.
+    #[arg(long, value_parser = parse_ppm)]
+    reorder: Option<u32>,
+    /// Relay: duplication probability, e.g. 0.5%.
+    #[arg(long, value_parser = parse_ppm)]
+    duplicate: Option<u32>,
+    /// Relay: rate limit each direction, e.g. 100mbit.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<u64>,
     /// Also compare the named scenarios with snapshots/ (see `netconform snapshot`).
     #[arg(long)]
     snapshots: bool,
@@ -152,7 +239,7 @@ pub fn main() -> Result<i32, HarnessError> {
             list(json, markdown);
             Ok(0)
         }
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Replay { file, out } => replay(file, out),
         Command::Trace { file } => trace(file),
         Command::Check { file, trace } => check(file, trace),
@@ -257,10 +344,40 @@ fn run(args: RunArgs) -> Result<i32, HarnessError> {
     for e in &args.exec {
         lab.exec.push(ExecCommand::parse(e)?);
     }
+    let impaired = args.delay.is_some()
+        || args.jitter.is_some()
+        || args.loss.is_some()
+        || args.reorder.is_some()
+        || args.duplicate.is_some()
+        || args.rate.is_some();
+    if impaired && args.link != LinkArg::Relay {
+        return Err(HarnessError::Usage(
+            "--delay/--jitter/--loss/--reorder/--duplicate/--rate need --link relay".into(),
+        ));
+    }
+    if args.link == LinkArg::Relay {
+        let imp = harness::link::Impairment {
+            delay_us: args.delay.unwrap_or(0),
+            jitter_us: args.jitter.unwrap_or(0),
+            loss_ppm: args.loss.unwrap_or(0),
+            reorder_ppm: args.reorder.unwrap_or(0),
+            duplicate_ppm: args.duplicate.unwrap_or(0),
+            rate_bps: args.rate,
+            rules: Vec::new(),
+        };
+        lab.link = harness::link::LinkSpec::Relay(harness::link::RelaySpec {
+            a_to_b: imp.clone(),
+            b_to_a: imp,
+            seed: 0, // the run seed, set below
+        });
+    }
     harness::lab::privileges::check()?;
     let seed = args
         .seed
         .unwrap_or_else(|| harness::capture::realtime_ns() % 1_000_000_000);
+    if let harness::link::LinkSpec::Relay(spec) = &mut lab.link {
+        spec.seed = seed;
+    }
     let families = match args.family {
         FamilyArg::Ipv4 => vec![Family::Ipv4],
         FamilyArg::Ipv6 => vec![Family::Ipv6],
@@ -364,7 +481,7 @@ fn run(args: RunArgs) -> Result<i32, HarnessError> {
             scenarios: Vec::new(),
             dir: crate::snapshots::default_dir().to_path_buf(),
             repeat: 1,
-            jobs: args.jobs,
+            jobs: 3,
             sysctls: args.sysctls.clone(),
         };
         code = code.max(crate::snapshots::check(&snap)?);

@@ -24,6 +24,7 @@ pub mod exec;
 pub mod frame;
 pub mod invariants;
 pub mod lab;
+pub mod link;
 pub mod model;
 pub mod ops;
 pub mod pcapng;

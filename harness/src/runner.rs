@@ -192,6 +192,10 @@ fn execute_and_check<P: Property>(
     config.exec.extend(extra.exec);
     config.mtu = extra.mtu.or(config.mtu);
     config.dynamic_neighbours |= extra.dynamic_neighbours;
+    // A property that needs the relay brings its own (seeded) impairments.
+    if extra.link != crate::link::LinkSpec::Veth {
+        config.link = extra.link;
+    }
     let lab = Lab::build(&config)?;
     let capture = lab.start_capture()?;
     let start_ns = realtime_ns();
@@ -201,13 +205,21 @@ fn execute_and_check<P: Property>(
         seed: spec.seed,
     };
     let observed = prop.execute(case, &env)?;
-    std::thread::sleep(prop.settle(case));
+    // Answers still in flight need the link's round trip on top of the property's own settle time.
+    let link_rtt = match &config.link {
+        crate::link::LinkSpec::Veth => Duration::ZERO,
+        crate::link::LinkSpec::Relay(r) => Duration::from_micros(
+            r.a_to_b.delay_us + r.a_to_b.jitter_us + r.b_to_a.delay_us + r.b_to_a.jitter_us,
+        ),
+    };
+    std::thread::sleep(prop.settle(case) + link_rtt * 2);
     let captured = capture.stop()?;
     let rcvbuf_limit = [
         Some(lab.rcvbuf_limit(Host::A)),
         Some(lab.rcvbuf_limit(Host::B)),
     ];
-    let trace = Trace::build(&captured.frames, &lab_host_addrs(), Some(start_ns));
+    let mut trace = Trace::build(&captured.frames, &lab_host_addrs(), Some(start_ns));
+    trace.link_events = captured.link_events.clone();
     let trace_text = trace.render();
     if captured.drops > 0 {
         return Ok((

@@ -26,6 +26,7 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &udp::RecvTruncate,
         &udp::SendUnresolved,
         &udp::RcvbufOverflow,
+        &udp::NoRetransmit,
         &tcp_data::ZeroWindowProbes,
         &random_ops::RandomOps,
     ]

@@ -168,6 +168,27 @@ pub fn all() -> Vec<Scenario> {
                 ],
             ),
         ));
+        let mut simultaneous = scenario(
+            "close-simultaneous",
+            "over a relay with 20 ms one-way delay a closes and b closes 5 ms later: the FINs cross, both pass CLOSING (RFC 9293 Figure 13)",
+            family,
+            with(
+                connected(),
+                vec![Op::Sync, Op::Close { sock: 0 }, Op::Sleep { ms: 100 }],
+                // 5 ms after a: well inside the 20 ms a's FIN needs to arrive, and a fixed order on the wire.
+                vec![Op::Sync, Op::Sleep { ms: 5 }, Op::Close { sock: 1 }, Op::Sleep { ms: 100 }],
+            ),
+        );
+        let delay = harness::link::Impairment {
+            delay_us: 20_000,
+            ..Default::default()
+        };
+        simultaneous.lab.link = harness::link::LinkSpec::Relay(harness::link::RelaySpec {
+            a_to_b: delay.clone(),
+            b_to_a: delay,
+            seed: 1,
+        });
+        out.push(simultaneous);
         out.push(scenario(
             "half-close",
             "a writes 1000 bytes; b reads them; a shuts down writing; b reads EOF, answers 500 bytes and closes; a reads them and EOF",

@@ -30,12 +30,76 @@ const PACKET_STATISTICS: i32 = 6;
 #[derive(Debug, Clone)]
 pub struct Captured {
     pub frames: Vec<Frame>,
-    /// Frames the kernel dropped on this socket (PACKET_STATISTICS tp_drops).
+    /// Frames lost by the capture itself (PACKET_STATISTICS tp_drops), or packets the relay lost without
+    /// being told to: either makes the case invalid.
     pub drops: u32,
+    /// What the relay did on purpose to recorded frames (empty on veth).
+    pub link_events: Vec<crate::link::LinkEvent>,
 }
 
-/// A running capture.
+/// A running capture: AF_PACKET on veth, or the relay's own recording.
 pub struct Capture {
+    inner: Inner,
+}
+
+enum Inner {
+    Packet(PacketCapture),
+    Relay(std::sync::Arc<crate::link::relay::Recorder>),
+}
+
+impl Capture {
+    /// Opens the packet socket in the calling thread's namespace (a lab host thread) on `ifindex`.
+    pub fn open_on_this_thread(ifindex: u32) -> Result<Capture> {
+        Ok(Capture {
+            inner: Inner::Packet(PacketCapture::open_on_this_thread(ifindex)?),
+        })
+    }
+
+    /// Starts the relay's recording.
+    pub fn from_relay(recorder: std::sync::Arc<crate::link::relay::Recorder>) -> Capture {
+        recorder.start();
+        Capture {
+            inner: Inner::Relay(recorder),
+        }
+    }
+
+    /// Stops the capture, collects every frame and the drop count.
+    pub fn stop(self) -> Result<Captured> {
+        match self.inner {
+            Inner::Packet(p) => p.stop(),
+            Inner::Relay(r) => {
+                let (frames, events, drops) = r.stop();
+                // Both directions record into one list; order it by timestamp and move the events along.
+                let mut order: Vec<usize> = (0..frames.len()).collect();
+                order.sort_by_key(|&i| frames[i].ts_ns);
+                let mut new_index = vec![0; frames.len()];
+                for (new, &old) in order.iter().enumerate() {
+                    new_index[old] = new;
+                }
+                let link_events = events
+                    .into_iter()
+                    .map(|e| crate::link::LinkEvent {
+                        frame: new_index[e.frame],
+                        kind: e.kind,
+                    })
+                    .collect();
+                let mut slots: Vec<Option<Frame>> = frames.into_iter().map(Some).collect();
+                let frames = order
+                    .iter()
+                    .map(|&i| slots[i].take().expect("each frame once"))
+                    .collect();
+                Ok(Captured {
+                    frames,
+                    drops: drops as u32,
+                    link_events,
+                })
+            }
+        }
+    }
+}
+
+/// AF_PACKET capture.
+struct PacketCapture {
     fd: Arc<OwnedFd>,
     frames: Arc<Mutex<Vec<Frame>>>,
     stop: Arc<AtomicBool>,
@@ -48,9 +112,8 @@ fn os_err(step: &str) -> HarnessError {
     HarnessError::capture(step, std::io::Error::last_os_error())
 }
 
-impl Capture {
-    /// Opens the packet socket in the calling thread's namespace (a lab host thread) on `ifindex`.
-    pub fn open_on_this_thread(ifindex: u32) -> Result<Capture> {
+impl PacketCapture {
+    fn open_on_this_thread(ifindex: u32) -> Result<PacketCapture> {
         // SAFETY: plain syscall; the fd is owned right after.
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
@@ -127,7 +190,7 @@ impl Capture {
                 })
                 .map_err(|e| HarnessError::capture("spawn drain thread", e))?
         };
-        Ok(Capture {
+        Ok(PacketCapture {
             fd,
             frames,
             stop,
@@ -136,8 +199,7 @@ impl Capture {
         })
     }
 
-    /// Stops the capture, collects every frame still queued and the drop count.
-    pub fn stop(mut self) -> Result<Captured> {
+    fn stop(mut self) -> Result<Captured> {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.drain.take() {
             let _ = t.join();
@@ -152,11 +214,15 @@ impl Capture {
         let mut frames = std::mem::take(&mut *self.frames.lock().unwrap());
         // Timestamps of frames from the two directions can interleave out of order in the queue.
         frames.sort_by_key(|f| f.ts_ns);
-        Ok(Captured { frames, drops })
+        Ok(Captured {
+            frames,
+            drops,
+            link_events: Vec::new(),
+        })
     }
 }
 
-impl Drop for Capture {
+impl Drop for PacketCapture {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
     }

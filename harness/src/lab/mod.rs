@@ -154,6 +154,9 @@ pub struct LabConfig {
     /// Resolve neighbours with ARP/ND instead of static entries.
     #[serde(default)]
     pub dynamic_neighbours: bool,
+    /// How the hosts are joined (veth, or the impairing relay).
+    #[serde(default)]
+    pub link: crate::link::LinkSpec,
 }
 
 /// Sysctls every lab host gets, before its interfaces exist.
@@ -175,6 +178,46 @@ pub struct Lab {
     mac: [[u8; 6]; 2],
     config: LabConfig,
     rcvbuf_limit: [u64; 2],
+    relay: Option<RelayRuntime>,
+}
+
+/// The relay's forwarder threads; they stop when the lab is dropped.
+struct RelayRuntime {
+    recorder: std::sync::Arc<crate::link::relay::Recorder>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for RelayRuntime {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Relay host setup: lo up, a TUN device `nc0` with the host's addresses (the connected /24 and /64 routes
+/// send the other host's traffic into the TUN). Returns the TUN descriptor and its ifindex.
+fn configure_relay_host(host: Host, mtu: Option<u32>) -> Result<(std::os::fd::OwnedFd, u32)> {
+    use netlink::Netlink;
+    let step = |what: &str| format!("host {}: {what}", host.name());
+    let tun = crate::link::relay::open_tun(IFNAME)
+        .map_err(|e| HarnessError::lab(step("open TUN device"), e))?;
+    let mut nl = Netlink::open().map_err(|e| HarnessError::lab(step("open netlink socket"), e))?;
+    nl.set_link_up(1)
+        .map_err(|e| HarnessError::lab(step("set lo up"), e))?;
+    let ifindex = nl
+        .link_index(IFNAME)
+        .map_err(|e| HarnessError::lab(step("find TUN device"), e))?;
+    if let Some(mtu) = mtu {
+        nl.set_mtu(ifindex, mtu)
+            .map_err(|e| HarnessError::lab(step(&format!("set MTU {mtu}")), e))?;
+    }
+    nl.set_link_up(ifindex)
+        .map_err(|e| HarnessError::lab(step("set TUN up"), e))?;
+    for family in [Family::Ipv4, Family::Ipv6] {
+        nl.add_address(ifindex, host_addr(host, family), prefix_len(family))
+            .map_err(|e| HarnessError::lab(step(&format!("add {} address", family.name())), e))?;
+    }
+    wait_ipv6_local_route(host)?;
+    Ok((tun, ifindex))
 }
 
 /// Per-host result of the in-namespace setup step.
@@ -366,8 +409,63 @@ fn run_exec(host: Host, command: &str) -> Result<()> {
 }
 
 impl Lab {
-    /// Builds a veth lab.
+    /// Builds a lab with the link the config asks for.
     pub fn build(config: &LabConfig) -> Result<Lab> {
+        match &config.link {
+            crate::link::LinkSpec::Veth => Lab::build_veth(config),
+            crate::link::LinkSpec::Relay(spec) => Lab::build_relay(config, spec.clone()),
+        }
+    }
+
+    /// Builds a relay lab: TUN devices and a forwarder thread per direction.
+    fn build_relay(config: &LabConfig, spec: crate::link::RelaySpec) -> Result<Lab> {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let b = HostWorker::spawn(Host::B)?;
+        let a = HostWorker::spawn(Host::A)?;
+        let mtu = config.mtu;
+        let setup_b = b.submit(move || {
+            apply_defaults(Host::B).and_then(|_| configure_relay_host(Host::B, mtu))
+        });
+        let (tun_a, ia) = a.run(move || {
+            apply_defaults(Host::A).and_then(|_| configure_relay_host(Host::A, mtu))
+        })??;
+        let (tun_b, ib) = setup_b.wait()??;
+        let (tun_a, tun_b) = (Arc::new(tun_a), Arc::new(tun_b));
+        let recorder = Arc::new(crate::link::relay::Recorder::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        for (origin, input, output, imp) in [
+            (Host::A, tun_a.clone(), tun_b.clone(), spec.a_to_b.clone()),
+            (Host::B, tun_b.clone(), tun_a.clone(), spec.b_to_a.clone()),
+        ] {
+            let (recorder, stop, seed) = (recorder.clone(), stop.clone(), spec.seed);
+            std::thread::Builder::new()
+                .name(format!("relay-{}", origin.name()))
+                .spawn(move || {
+                    crate::link::relay::forward(origin, input, output, imp, seed, recorder, stop)
+                })
+                .map_err(|e| HarnessError::lab("spawn relay thread", e))?;
+        }
+        let cfg_a = config.clone();
+        let cfg_b = config.clone();
+        let user_b =
+            b.submit(move || apply_user_settings(Host::B, &cfg_b).map(|_| read_rcvbuf_limit()));
+        let limit_a =
+            a.run(move || apply_user_settings(Host::A, &cfg_a).map(|_| read_rcvbuf_limit()))??;
+        let limit_b = user_b.wait()??;
+        Ok(Lab {
+            a,
+            b,
+            ifindex: [ia, ib],
+            mac: [[0; 6]; 2],
+            config: config.clone(),
+            rcvbuf_limit: [limit_a, limit_b],
+            relay: Some(RelayRuntime { recorder, stop }),
+        })
+    }
+
+    /// Builds a veth lab.
+    fn build_veth(config: &LabConfig) -> Result<Lab> {
         let b = HostWorker::spawn(Host::B)?;
         let defaults_b = b.submit(|| apply_defaults(Host::B));
         let a = HostWorker::spawn(Host::A)?;
@@ -407,6 +505,7 @@ impl Lab {
             mac: [setup_a.mac, setup_b.mac],
             config: config.clone(),
             rcvbuf_limit: [limit_a, limit_b],
+            relay: None,
         })
     }
 
@@ -445,6 +544,9 @@ impl Lab {
 
     /// Starts capturing every frame on the link (in host a, both directions), before the first operation.
     pub fn start_capture(&self) -> Result<crate::capture::Capture> {
+        if let Some(relay) = &self.relay {
+            return Ok(crate::capture::Capture::from_relay(relay.recorder.clone()));
+        }
         let ifindex = self.ifindex(Host::A);
         self.a
             .run(move || crate::capture::Capture::open_on_this_thread(ifindex))?

@@ -147,6 +147,8 @@ pub struct Trace {
     pub frames: Vec<TraceFrame>,
     pub conversations: Vec<Conversation>,
     pub start_ns: u64,
+    /// What an impairing link did on purpose to frames (index = position in `frames`); set by the runner.
+    pub link_events: Vec<crate::link::LinkEvent>,
     hosts: HostAddrs,
 }
 
@@ -354,6 +356,7 @@ impl Trace {
             frames: out,
             conversations,
             start_ns,
+            link_events: Vec::new(),
             hosts: hosts.clone(),
         }
     }

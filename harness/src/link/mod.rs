@@ -1,0 +1,19 @@
+//! How the lab hosts are joined. `veth` (the default) is built in [`crate::lab`]; the [`relay`] joins the
+//! hosts through a TUN device in each namespace and a forwarder in the harness, which applies seeded
+//! impairments (delay, jitter, loss, reordering, duplication, rate, predicate rules) and records every
+//! packet itself.
+
+pub mod relay;
+
+use serde::{Deserialize, Serialize};
+
+pub use relay::{Impairment, LinkEvent, LinkEventKind, RelaySpec, Rule};
+
+/// The link of a lab; part of every case file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum LinkSpec {
+    #[default]
+    Veth,
+    Relay(RelaySpec),
+}
