@@ -107,17 +107,24 @@ fn the_udp_suite_passes_on_this_kernel_for_both_families() {
     let wall = started.elapsed();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    eprintln!("udp suite, 7 x 64 cases, both families: {wall:.2?} wall time");
+    eprintln!("udp suite, 64 cases per property, both families: {wall:.2?} wall time");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let props = report["properties"].as_array().unwrap();
     let ids: Vec<&str> = props.iter().map(|p| p["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, UDP_IDS);
+    let udp: Vec<&str> = suites::all()
+        .iter()
+        .map(|p| p.info())
+        .filter(|i| i.suite == "udp")
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, udp, "the udp suite runs every udp property");
+    for id in &UDP_IDS {
+        assert!(ids.contains(id), "{id} missing");
+    }
     for p in props {
         assert_eq!(p["pass"], 64, "{p}");
     }
-    // "A few seconds with --jobs 8": generous bound so a loaded CI machine does not flake.
-    assert!(wall.as_secs() < 30, "the udp suite took {wall:?}");
 }
 
 #[test]
