@@ -759,3 +759,35 @@ fn set_linger(sock: &Socket, l: Option<u16>) -> Result<(), Errno> {
         Ok(())
     }
 }
+
+thread_local! {
+    /// The socket table of a host thread driven one op at a time (scripted peer runs): it lives as long as
+    /// the host thread, so sockets stay open between ops and close with the lab.
+    static SESSION: std::cell::RefCell<Option<HostExec>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs one op on `host`'s thread, keeping that host's sockets between calls (indices as in a program).
+pub fn session_op(
+    lab: &Lab,
+    host: Host,
+    index: usize,
+    op: Op,
+    cfg: ExecConfig,
+) -> Result<OpOutcome, HarnessError> {
+    let local = lab.addr(host, cfg.family);
+    let peer = lab.addr(host.other(), cfg.family);
+    lab.host(host).run(move || {
+        SESSION.with(|s| {
+            let mut s = s.borrow_mut();
+            let exec = s.get_or_insert_with(|| HostExec {
+                host,
+                cfg,
+                local,
+                peer,
+                sockets: Vec::new(),
+                start: Instant::now(),
+            });
+            exec.step(index, 0, &op)
+        })
+    })?
+}

@@ -207,7 +207,7 @@ fn execute_and_check<P: Property>(
     let observed = prop.execute(case, &env)?;
     // Answers still in flight need the link's round trip on top of the property's own settle time.
     let link_rtt = match &config.link {
-        crate::link::LinkSpec::Veth => Duration::ZERO,
+        crate::link::LinkSpec::Veth | crate::link::LinkSpec::Peer => Duration::ZERO,
         crate::link::LinkSpec::Relay(r) => Duration::from_micros(
             r.a_to_b.delay_us + r.a_to_b.jitter_us + r.b_to_a.delay_us + r.b_to_a.jitter_us,
         ),

@@ -28,6 +28,7 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &udp::RcvbufOverflow,
         &udp::NoRetransmit,
         &tcp_data::ZeroWindowProbes,
+        &tcp_data::PeerZeroWindow,
         &random_ops::RandomOps,
     ]
 }

@@ -388,3 +388,258 @@ impl Property for ZeroWindowProbes {
         findings.verdict()
     }
 }
+
+/// A peer that closes its window (lab Q28), played by netconform through the scripted-peer link.
+///
+/// RFC 9293 §3.8.6.1 from the sender's side, with a precise peer instead of a kernel: after b's first data
+/// the peer acknowledges it with window 0; b then has more data to send (MUST-36: it must probe the zero
+/// window, not give up, and not send beyond it). Checked with the script (every packet from b matched in
+/// order, nothing unexpected): b sends no data while the window is 0, only probes — Linux's form: no payload,
+/// SEQ = SND.UNA − 1 — the first after ~200 ms and the second after ~400 ms more (200 ms · 2^i within
+/// −10 %/+30 % +30 ms, Linux tcp_probe0_when); when the peer reopens the window, b sends its pending data at
+/// once and nothing else.
+pub struct PeerZeroWindow;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerZeroWindowCase {
+    pub a_isn: u32,
+    pub a_port: u16,
+    pub first: usize,
+    pub second: usize,
+}
+
+pub struct PeerZeroWindowObserved {
+    pub run: harness::link::peer::ScriptRun,
+    pub script: harness::link::peer::Script,
+}
+
+impl std::fmt::Debug for PeerZeroWindowObserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerZeroWindowObserved")
+            .field("seen", &self.run.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+fn peer_script(c: &PeerZeroWindowCase) -> harness::link::peer::Script {
+    use harness::link::peer::{Expect, Inject, Script, Step};
+    let una = 1 + c.first as u32;
+    let probe = || Expect {
+        flags: Some(".".into()),
+        seq: Some(una - 1),
+        len: Some(0),
+        within_ms: 1200,
+        ..Default::default()
+    };
+    Script {
+        b_port: PORT,
+        a_port: c.a_port,
+        a_isn: c.a_isn,
+        quiet_ms: 50,
+        steps: vec![
+            Step::B(Op::Socket {
+                kind: SockKind::Tcp,
+            }),
+            Step::B(Op::Bind {
+                sock: 0,
+                port: PORT,
+            }),
+            Step::B(Op::Listen {
+                sock: 0,
+                backlog: 4,
+            }),
+            Step::Inject(Inject {
+                flags: "S".into(),
+                seq: 0,
+                ack: 0,
+                win: 65535,
+                len: 0,
+                mss: Some(1460),
+            }),
+            Step::Expect(Expect {
+                flags: Some("S.".into()),
+                ack: Some(1),
+                len: Some(0),
+                ..Default::default()
+            }),
+            Step::Inject(Inject {
+                flags: ".".into(),
+                seq: 1,
+                ack: 1,
+                win: 65535,
+                len: 0,
+                mss: None,
+            }),
+            Step::B(Op::Accept { sock: 0 }),
+            Step::B(Op::Write {
+                sock: 1,
+                len: c.first,
+            }),
+            Step::Expect(Expect {
+                flags: Some("P.".into()),
+                seq: Some(1),
+                len: Some(c.first),
+                ..Default::default()
+            }),
+            // The window closes, then b has more to send.
+            Step::Inject(Inject {
+                flags: ".".into(),
+                seq: 1,
+                ack: una,
+                win: 0,
+                len: 0,
+                mss: None,
+            }),
+            Step::B(Op::Write {
+                sock: 1,
+                len: c.second,
+            }),
+            Step::Expect(probe()),
+            Step::Inject(Inject {
+                flags: ".".into(),
+                seq: 1,
+                ack: una,
+                win: 0,
+                len: 0,
+                mss: None,
+            }),
+            Step::Expect(probe()),
+            Step::Inject(Inject {
+                flags: ".".into(),
+                seq: 1,
+                ack: una,
+                win: 65535,
+                len: 0,
+                mss: None,
+            }),
+            Step::Expect(Expect {
+                flags: Some("P.".into()),
+                seq: Some(una),
+                len: Some(c.second),
+                ..Default::default()
+            }),
+            Step::Inject(Inject {
+                flags: ".".into(),
+                seq: 1,
+                ack: una + c.second as u32,
+                win: 65535,
+                len: 0,
+                mss: None,
+            }),
+        ],
+    }
+}
+
+impl Property for PeerZeroWindow {
+    type Case = PeerZeroWindowCase;
+    type Observed = PeerZeroWindowObserved;
+
+    fn info(&self) -> PropertyInfo {
+        PropertyInfo {
+            id: "tcp.zero_window.peer",
+            suite: "tcp-data",
+            title: "facing a scripted peer that closes its window, the kernel sends no data, probes at 200 ms · 2^i, and resumes when it reopens",
+            clauses: &["RFC 9293 §3.8.6.1 (MUST-36)", "RFC 1122 §4.2.2.17"],
+            questions: &["Q28"],
+            needs: Needs { link: LinkKind::Peer },
+        }
+    }
+
+    fn generate(&self, rng: &mut CaseRng, _family: Family) -> PeerZeroWindowCase {
+        PeerZeroWindowCase {
+            a_isn: rng.gen(),
+            a_port: rng.gen_range(1024..=u16::MAX),
+            // Both below one segment on either family (MSS 1440 over IPv6), so each write is one segment.
+            first: rng.gen_range(1..=1400),
+            second: rng.gen_range(1..=1400),
+        }
+    }
+
+    fn lab_config(&self, _case: &PeerZeroWindowCase) -> harness::LabConfig {
+        harness::LabConfig {
+            link: harness::link::LinkSpec::Peer,
+            ..Default::default()
+        }
+    }
+
+    fn describe(&self, c: &PeerZeroWindowCase) -> String {
+        format!(
+            "b writes {} bytes, the peer closes its window, b writes {} more",
+            c.first, c.second
+        )
+    }
+
+    fn execute(
+        &self,
+        case: &PeerZeroWindowCase,
+        env: &CaseEnv,
+    ) -> Result<PeerZeroWindowObserved, harness::HarnessError> {
+        let peer = env.lab.peer().ok_or_else(|| {
+            harness::HarnessError::Usage("tcp.zero_window.peer needs the peer link".into())
+        })?;
+        let script = peer_script(case);
+        let run = harness::link::peer::run_script(
+            env.lab,
+            peer,
+            &script,
+            ExecConfig::new(env.seed, env.family),
+        )?;
+        Ok(PeerZeroWindowObserved { run, script })
+    }
+
+    fn check(
+        &self,
+        _case: &PeerZeroWindowCase,
+        observed: &PeerZeroWindowObserved,
+        _trace: &Trace,
+    ) -> Verdict {
+        let mut findings = Findings::default();
+        for v in &observed.run.violations {
+            findings.push(v.clone());
+        }
+        // Probe timing: the first probe after the zero-window ACK, the second after the first.
+        let steps = &observed.script.steps;
+        let probe_steps: Vec<usize> = steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, harness::link::peer::Step::Expect(e) if e.len == Some(0) && e.within_ms == 1200))
+            .map(|(k, _)| k)
+            .collect();
+        let at = |k: usize| {
+            observed
+                .run
+                .seen
+                .iter()
+                .find(|(_, m)| *m == Some(k))
+                .map(|(s, _)| s.at_ms)
+        };
+        let data_at = steps
+            .iter()
+            .enumerate()
+            .find(|(_, s)| matches!(s, harness::link::peer::Step::Expect(e) if e.flags.as_deref() == Some("P.")))
+            .and_then(|(k, _)| at(k));
+        let mut prev = data_at;
+        for (i, k) in probe_steps.iter().enumerate() {
+            let (Some(p), Some(t)) = (prev, at(*k)) else {
+                break;
+            };
+            let gap = Duration::from_secs_f64((t - p).max(0.0) / 1e3);
+            let base = PROBE_BASE * 2u32.pow(i as u32);
+            let (lo, hi) = (
+                base.mul_f64(PROBE_EARLY),
+                base.mul_f64(PROBE_LATE) + PROBE_SLACK,
+            );
+            findings.check(gap >= lo && gap <= hi, || {
+                Violation::new(
+                    "RFC 1122 §4.2.2.17; Linux tcp_probe0_when",
+                    format!("zero-window probe {} comes at the wrong time", i + 1),
+                )
+                .field("gap since the previous segment from b")
+                .expected(format!("{}–{} ms", lo.as_millis(), hi.as_millis()))
+                .actual(format!("{:.1} ms", gap.as_secs_f64() * 1e3))
+            });
+            prev = Some(t);
+        }
+        findings.verdict()
+    }
+}

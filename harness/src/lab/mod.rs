@@ -179,6 +179,7 @@ pub struct Lab {
     config: LabConfig,
     rcvbuf_limit: [u64; 2],
     relay: Option<RelayRuntime>,
+    peer: Option<crate::link::peer::Peer>,
 }
 
 /// The relay's forwarder threads; they stop when the lab is dropped.
@@ -414,7 +415,42 @@ impl Lab {
         match &config.link {
             crate::link::LinkSpec::Veth => Lab::build_veth(config),
             crate::link::LinkSpec::Relay(spec) => Lab::build_relay(config, spec.clone()),
+            crate::link::LinkSpec::Peer => Lab::build_peer(config),
         }
+    }
+
+    /// Builds a scripted-peer lab: b gets a TUN device whose other end is [`crate::link::peer::Peer`]; a's
+    /// namespace exists but nothing runs in it.
+    fn build_peer(config: &LabConfig) -> Result<Lab> {
+        use std::sync::Arc;
+        let b = HostWorker::spawn(Host::B)?;
+        let a = HostWorker::spawn(Host::A)?;
+        let mtu = config.mtu;
+        let (tun, ib) = b.run(move || {
+            apply_defaults(Host::B).and_then(|_| configure_relay_host(Host::B, mtu))
+        })??;
+        let cfg_b = config.clone();
+        let limit_b =
+            b.run(move || apply_user_settings(Host::B, &cfg_b).map(|_| read_rcvbuf_limit()))??;
+        let recorder = Arc::new(crate::link::relay::Recorder::default());
+        Ok(Lab {
+            a,
+            b,
+            ifindex: [0, ib],
+            mac: [[0; 6]; 2],
+            config: config.clone(),
+            rcvbuf_limit: [limit_b, limit_b],
+            relay: None,
+            peer: Some(crate::link::peer::Peer {
+                tun: Arc::new(tun),
+                recorder,
+            }),
+        })
+    }
+
+    /// The scripted peer of a peer lab.
+    pub fn peer(&self) -> Option<&crate::link::peer::Peer> {
+        self.peer.as_ref()
     }
 
     /// Builds a relay lab: TUN devices and a forwarder thread per direction.
@@ -461,6 +497,7 @@ impl Lab {
             config: config.clone(),
             rcvbuf_limit: [limit_a, limit_b],
             relay: Some(RelayRuntime { recorder, stop }),
+            peer: None,
         })
     }
 
@@ -506,6 +543,7 @@ impl Lab {
             config: config.clone(),
             rcvbuf_limit: [limit_a, limit_b],
             relay: None,
+            peer: None,
         })
     }
 
@@ -546,6 +584,9 @@ impl Lab {
     pub fn start_capture(&self) -> Result<crate::capture::Capture> {
         if let Some(relay) = &self.relay {
             return Ok(crate::capture::Capture::from_relay(relay.recorder.clone()));
+        }
+        if let Some(peer) = &self.peer {
+            return Ok(crate::capture::Capture::from_relay(peer.recorder.clone()));
         }
         let ifindex = self.ifindex(Host::A);
         self.a

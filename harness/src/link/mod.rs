@@ -3,6 +3,7 @@
 //! impairments (delay, jitter, loss, reordering, duplication, rate, predicate rules) and records every
 //! packet itself.
 
+pub mod peer;
 pub mod relay;
 
 use serde::{Deserialize, Serialize};
@@ -16,4 +17,6 @@ pub enum LinkSpec {
     #[default]
     Veth,
     Relay(RelaySpec),
+    /// Only b is a kernel; netconform plays a through a TUN device in b ([`peer`]).
+    Peer,
 }

@@ -122,6 +122,11 @@ impl Recorder {
         }
     }
 
+    /// Records a frame with no decision (the scripted peer).
+    pub fn record_frame(&self, frame: Frame) {
+        self.record(frame, &[]);
+    }
+
     /// Starts recording from now on.
     pub fn start(&self) {
         *self.state.lock().unwrap() = (Vec::new(), Vec::new());
