@@ -8,7 +8,12 @@ use harness::link::LinkSpec;
 use harness::ops::{Op, SockKind};
 use harness::sock::Family;
 
-fn handshake(extra: Vec<Step>) -> Script {
+fn handshake(family: Family, extra: Vec<Step>) -> Script {
+    // b's MSS comes from its MTU (1500 - 40 / - 60); our SYN offered only an MSS, so b echoes nothing else.
+    let mss = match family {
+        Family::Ipv4 => 1460,
+        Family::Ipv6 => 1440,
+    };
     let mut steps = vec![
         Step::B(Op::Socket {
             kind: SockKind::Tcp,
@@ -33,6 +38,7 @@ fn handshake(extra: Vec<Step>) -> Script {
             flags: Some("S.".into()),
             seq: Some(0),
             ack: Some(1),
+            options: Some(format!("mss {mss}")),
             ..Default::default()
         }),
         Step::Inject(Inject {
@@ -73,24 +79,27 @@ fn run(script: &Script, family: Family) -> harness::link::peer::ScriptRun {
 #[test]
 fn a_matching_script_passes_for_both_families() {
     for family in [Family::Ipv4, Family::Ipv6] {
-        let script = handshake(vec![
-            Step::B(Op::Write { sock: 1, len: 100 }),
-            Step::Expect(Expect {
-                flags: Some("P.".into()),
-                seq: Some(1),
-                ack: Some(1),
-                len: Some(100),
-                ..Default::default()
-            }),
-            Step::Inject(Inject {
-                flags: ".".into(),
-                seq: 1,
-                ack: 101,
-                win: 65535,
-                len: 0,
-                mss: None,
-            }),
-        ]);
+        let script = handshake(
+            family,
+            vec![
+                Step::B(Op::Write { sock: 1, len: 100 }),
+                Step::Expect(Expect {
+                    flags: Some("P.".into()),
+                    seq: Some(1),
+                    ack: Some(1),
+                    len: Some(100),
+                    ..Default::default()
+                }),
+                Step::Inject(Inject {
+                    flags: ".".into(),
+                    seq: 1,
+                    ack: 101,
+                    win: 65535,
+                    len: 0,
+                    mss: None,
+                }),
+            ],
+        );
         let r = run(&script, family);
         assert!(r.violations.is_empty(), "{family:?}: {:?}", r.violations);
         assert_eq!(r.seen.len(), 2);
@@ -102,7 +111,7 @@ fn a_matching_script_passes_for_both_families() {
 fn an_unexpected_segment_and_a_wrong_field_are_reported() {
     // b sends 100 bytes the script never expects: reported after the script ends.
     let r = run(
-        &handshake(vec![Step::B(Op::Write { sock: 1, len: 100 })]),
+        &handshake(Family::Ipv4, vec![Step::B(Op::Write { sock: 1, len: 100 })]),
         Family::Ipv4,
     );
     assert!(
@@ -114,13 +123,16 @@ fn an_unexpected_segment_and_a_wrong_field_are_reported() {
     );
     // A wrong expectation (seq 5 where b sends 1) is reported with both values.
     let r = run(
-        &handshake(vec![
-            Step::B(Op::Write { sock: 1, len: 100 }),
-            Step::Expect(Expect {
-                seq: Some(5),
-                ..Default::default()
-            }),
-        ]),
+        &handshake(
+            Family::Ipv6,
+            vec![
+                Step::B(Op::Write { sock: 1, len: 100 }),
+                Step::Expect(Expect {
+                    seq: Some(5),
+                    ..Default::default()
+                }),
+            ],
+        ),
         Family::Ipv6,
     );
     let v = r

@@ -6,9 +6,9 @@
 //! - `{"b": <op>}` runs one socket op on b (the [`Op`] language; b's sockets keep their indices);
 //! - `{"inject": {"flags": "S", "seq": 0, "ack": 0, "win": 65535, "len": 0, "mss": 1460}}` sends a segment
 //!   from a; `seq` is relative to a's ISN, `ack` to b's ISN (learned from b's SYN or SYN-ACK);
-//! - `{"expect": {"flags": "S.", "seq": 0, "ack": 1, "win": null, "len": 0, "within_ms": 100}}` waits for b's
-//!   next packet and matches every field given (`null` or absent is a wildcard); `seq` is relative to b's
-//!   ISN, `ack` to a's;
+//! - `{"expect": {"flags": "S.", "seq": 0, "ack": 1, "win": null, "len": 0, "options": "mss 1460", "within_ms": 100}}`
+//!   waits for b's next packet and matches every field given (`null` or absent is a wildcard); `seq` is
+//!   relative to b's ISN, `ack` to a's, `options` is the canonical trace's option list;
 //! - `{"sleep_ms": 50}`.
 //!
 //! Unlike packetdrill, the checker also reports packets b sent that no `expect` asked for: every packet
@@ -64,6 +64,9 @@ pub struct Expect {
     pub win: Option<u16>,
     #[serde(default)]
     pub len: Option<usize>,
+    /// TCP options as the canonical trace writes them, e.g. `mss 1460,sackOK,TS,nop,wscale 7` (`""`: none).
+    #[serde(default)]
+    pub options: Option<String>,
     #[serde(default = "default_within")]
     pub within_ms: u64,
     #[serde(default)]
@@ -82,6 +85,7 @@ impl Default for Expect {
             ack: None,
             win: None,
             len: None,
+            options: None,
             within_ms: default_within(),
             skip_other: false,
         }
@@ -123,6 +127,25 @@ pub struct Seen {
     pub ack: u32,
     pub win: u16,
     pub len: usize,
+    pub options: String,
+}
+
+/// TCP options in the canonical trace's words (SACK blocks and timestamp values left out: they are volatile).
+fn options_text(options: &[TcpOption]) -> String {
+    options
+        .iter()
+        .map(|o| match o {
+            TcpOption::EndOfList => "eol".to_string(),
+            TcpOption::NoOperation => "nop".to_string(),
+            TcpOption::MaxSegmentSize(m) => format!("mss {m}"),
+            TcpOption::WindowScale(w) => format!("wscale {w}"),
+            TcpOption::SackPermitted => "sackOK".to_string(),
+            TcpOption::Timestamp { .. } => "TS".to_string(),
+            TcpOption::SackRange(b) => format!("sack {}", b.len()),
+            TcpOption::Unknown { kind, data } => format!("opt-{kind} len {}", data.len() + 2),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// What a script run produced.
@@ -290,6 +313,7 @@ pub fn run_script(
             ack: t.ack.0.wrapping_sub(script.a_isn),
             win: t.window,
             len: t.payload_len,
+            options: options_text(&t.options),
         })
     };
     for (k, step) in script.steps.iter().enumerate() {
@@ -352,7 +376,8 @@ pub fn run_script(
                         && e.seq.is_none_or(|v| v == s.seq)
                         && e.ack.is_none_or(|v| v == s.ack)
                         && e.win.is_none_or(|v| v == s.win)
-                        && e.len.is_none_or(|v| v == s.len);
+                        && e.len.is_none_or(|v| v == s.len)
+                        && e.options.as_ref().is_none_or(|o| *o == s.options);
                     if ok {
                         run.seen.push((s, Some(k)));
                         break;
