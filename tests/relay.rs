@@ -174,3 +174,117 @@ fn relay_properties_pass_and_any_property_runs_over_the_relay() {
         text(&bad)
     );
 }
+
+#[test]
+fn predicate_rules_drop_the_nth_data_segment_and_delay_the_first_fin() {
+    use harness::link::{LinkEventKind, Rule};
+    use harness::trace::Trace;
+    let imp = Impairment {
+        rules: vec![Rule::DropNthData { n: 3 }, Rule::DelayFirstFin { ms: 50 }],
+        ..Default::default()
+    };
+    let lab = Lab::build(&relay(imp, 9)).unwrap();
+    let capture = lab.start_capture().unwrap();
+    let b = SocketAddr::new(lab.addr(Host::B, Family::Ipv4), 5001);
+    let listener = lab
+        .host(Host::B)
+        .run(move || {
+            let l = Socket::tcp(Family::Ipv4).unwrap();
+            l.bind(b).unwrap();
+            l.listen(1).unwrap();
+            l
+        })
+        .unwrap();
+    let reader = lab.host(Host::B).submit(move || {
+        assert!(listener.poll(libc::POLLIN, Duration::from_secs(2)) != 0);
+        let (s, _) = listener.accept_now().unwrap();
+        let mut got = Vec::new();
+        while let Some(Ok(r)) = s.recv_timeout(65536, 0, Duration::from_secs(2)) {
+            if r.returned == 0 {
+                break;
+            }
+            got.extend(r.data);
+        }
+        got
+    });
+    let sent: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    let data = sent.clone();
+    lab.host(Host::A)
+        .run(move || {
+            let c = Socket::tcp(Family::Ipv4).unwrap();
+            assert_eq!(
+                c.connect_timeout(b, Duration::from_secs(1)).unwrap(),
+                ConnectOutcome::Done(Ok(()))
+            );
+            let mut off = 0;
+            while off < data.len() {
+                off += c.send(&data[off..], 0).unwrap().unwrap();
+            }
+            c.shutdown(libc::SHUT_WR).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        })
+        .unwrap();
+    assert_eq!(
+        reader.wait().unwrap(),
+        sent,
+        "the stream arrives intact despite the drop"
+    );
+    let captured = capture.stop().unwrap();
+    let trace = Trace::build(&captured.frames, &harness::runner::lab_host_addrs(), None);
+    let dropped: Vec<usize> = captured
+        .link_events
+        .iter()
+        .filter(|e| e.kind == LinkEventKind::Dropped)
+        .map(|e| e.frame)
+        .collect();
+    assert_eq!(
+        dropped.len(),
+        1,
+        "exactly the 3rd data segment is dropped: {:?}",
+        captured.link_events
+    );
+    let lost = trace.frames[dropped[0]].tcp().unwrap().clone();
+    let data_from_a: Vec<_> = trace
+        .frames
+        .iter()
+        .filter_map(|f| {
+            f.tcp()
+                .filter(|t| f.from == Some(Host::A) && t.payload_len > 0)
+        })
+        .collect();
+    assert_eq!(
+        data_from_a.iter().position(|t| **t == lost),
+        Some(2),
+        "it was the third data segment"
+    );
+    // Retransmitted with the same range later (RFC 9293 §3.8.1).
+    let again = trace.frames[dropped[0] + 1..]
+        .iter()
+        .filter_map(|f| f.tcp().filter(|_| f.from == Some(Host::A)))
+        .any(|t| t.seq == lost.seq && t.payload_len >= lost.payload_len);
+    assert!(
+        again,
+        "the dropped range was retransmitted\n{}",
+        trace.render()
+    );
+    // The first FIN from a waited 50 ms in the relay: b's ACK of it comes >= 50 ms after it.
+    let fin = trace
+        .frames
+        .iter()
+        .position(|f| f.from == Some(Host::A) && f.tcp().is_some_and(|t| t.flags.fin))
+        .unwrap();
+    let fin_ack = trace.frames[fin + 1..]
+        .iter()
+        .find(|f| {
+            let fin_seg = trace.frames[fin].tcp().unwrap();
+            f.from == Some(Host::B)
+                && f.tcp()
+                    .is_some_and(|t| t.ack == fin_seg.seq + fin_seg.segment_len())
+        })
+        .expect("b acknowledged the FIN");
+    assert!(
+        fin_ack.rel_ns - trace.frames[fin].rel_ns >= 50_000_000,
+        "{}",
+        trace.render()
+    );
+}
