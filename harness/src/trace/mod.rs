@@ -441,7 +441,7 @@ impl Trace {
     fn tcp_line(&self, dir: &str, f: &TraceFrame, t: &TcpRepr) -> String {
         let seq = f.rel_seq.unwrap_or(t.seq.0);
         let mut s = format!(
-            "{dir}  {:<3}{}:{}({})",
+            "{dir}  {:<2} {}:{}({})",
             t.flags.tcpdump(),
             seq,
             seq.wrapping_add(t.payload_len as u32),
