@@ -197,28 +197,44 @@ impl Drop for RelayRuntime {
 /// Relay host setup: lo up, a TUN device `nc0` with the host's addresses (the connected /24 and /64 routes
 /// send the other host's traffic into the TUN). Returns the TUN descriptor and its ifindex.
 fn configure_relay_host(host: Host, mtu: Option<u32>) -> Result<(std::os::fd::OwnedFd, u32)> {
-    use netlink::Netlink;
-    let step = |what: &str| format!("host {}: {what}", host.name());
     let tun = crate::link::relay::open_tun(IFNAME)
-        .map_err(|e| HarnessError::lab(step("open TUN device"), e))?;
-    let mut nl = Netlink::open().map_err(|e| HarnessError::lab(step("open netlink socket"), e))?;
+        .map_err(|e| HarnessError::lab(format!("host {}: open TUN device", host.name()), e))?;
+    let (_, ifindex) = bring_up_link(host, mtu, "TUN device", false)?;
+    wait_ipv6_local_route(host)?;
+    Ok((tun, ifindex))
+}
+
+/// The steps every link shares, on the host thread: lo up, the link `nc0` found, its MTU set, offloads off
+/// (veth only), up, and the host's IPv4 and IPv6 addresses added. Returns the netlink socket for more steps.
+fn bring_up_link(
+    host: Host,
+    mtu: Option<u32>,
+    what: &str,
+    offloads_off: bool,
+) -> Result<(netlink::Netlink, u32)> {
+    let step = |s: &str| format!("host {}: {s}", host.name());
+    let mut nl =
+        netlink::Netlink::open().map_err(|e| HarnessError::lab(step("open netlink socket"), e))?;
     nl.set_link_up(1)
         .map_err(|e| HarnessError::lab(step("set lo up"), e))?;
     let ifindex = nl
         .link_index(IFNAME)
-        .map_err(|e| HarnessError::lab(step("find TUN device"), e))?;
+        .map_err(|e| HarnessError::lab(step(&format!("find {what}")), e))?;
     if let Some(mtu) = mtu {
         nl.set_mtu(ifindex, mtu)
             .map_err(|e| HarnessError::lab(step(&format!("set MTU {mtu}")), e))?;
     }
+    if offloads_off {
+        ethtool::disable_offloads(IFNAME)
+            .map_err(|e| HarnessError::lab(step("turn offloads off"), e))?;
+    }
     nl.set_link_up(ifindex)
-        .map_err(|e| HarnessError::lab(step("set TUN up"), e))?;
+        .map_err(|e| HarnessError::lab(step(&format!("set {what} up")), e))?;
     for family in [Family::Ipv4, Family::Ipv6] {
         nl.add_address(ifindex, host_addr(host, family), prefix_len(family))
             .map_err(|e| HarnessError::lab(step(&format!("add {} address", family.name())), e))?;
     }
-    wait_ipv6_local_route(host)?;
-    Ok((tun, ifindex))
+    Ok((nl, ifindex))
 }
 
 /// Per-host result of the in-namespace setup step.
@@ -250,26 +266,8 @@ fn apply_defaults(host: Host) -> Result<()> {
 
 /// Brings up lo and the veth end, adds addresses, turns offloads off. Runs on the host thread.
 fn configure_host(host: Host, mtu: Option<u32>) -> Result<HostSetup> {
-    use netlink::Netlink;
     let step = |what: &str| format!("host {}: {what}", host.name());
-    let mut nl = Netlink::open().map_err(|e| HarnessError::lab(step("open netlink socket"), e))?;
-    nl.set_link_up(1)
-        .map_err(|e| HarnessError::lab(step("set lo up"), e))?;
-    let ifindex = nl
-        .link_index(IFNAME)
-        .map_err(|e| HarnessError::lab(step("find veth end"), e))?;
-    if let Some(mtu) = mtu {
-        nl.set_mtu(ifindex, mtu)
-            .map_err(|e| HarnessError::lab(step(&format!("set MTU {mtu}")), e))?;
-    }
-    ethtool::disable_offloads(IFNAME)
-        .map_err(|e| HarnessError::lab(step("turn offloads off"), e))?;
-    nl.set_link_up(ifindex)
-        .map_err(|e| HarnessError::lab(step("set veth up"), e))?;
-    for family in [Family::Ipv4, Family::Ipv6] {
-        nl.add_address(ifindex, host_addr(host, family), prefix_len(family))
-            .map_err(|e| HarnessError::lab(step(&format!("add {} address", family.name())), e))?;
-    }
+    let (mut nl, ifindex) = bring_up_link(host, mtu, "veth end", true)?;
     let link = nl
         .get_link(ifindex)
         .map_err(|e| HarnessError::lab(step("read veth end"), e))?;
