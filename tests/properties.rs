@@ -211,3 +211,32 @@ fn docs_coverage_tables_are_generated_from_the_code() {
         "docs/coverage.md is stale: run `cargo run --release -- list --markdown > docs/coverage.md`"
     );
 }
+
+#[test]
+fn dropping_a_rsts_makes_rst_on_unread_fail_with_a_readable_violation() {
+    let out_dir = out_dir("drop-rst-on-close");
+    let out = netconform(&[
+        "run",
+        "--property",
+        "tcp.close.rst_on_unread",
+        "--cases",
+        "4",
+        "--seed",
+        "1",
+        "--exec",
+        "a:nft add table inet t; nft add chain inet t o { type filter hook output priority 0 \\; }; \
+         nft add rule inet t o tcp flags rst drop",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("sent no RST") && t.contains("RFC 2525 §2.17"),
+        "{t}"
+    );
+    assert!(
+        t.contains("expected: RST") && t.contains("actual:   none before the capture ended"),
+        "{t}"
+    );
+}

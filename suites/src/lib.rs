@@ -19,6 +19,7 @@ use harness::runner::DynProperty;
 fn defaults() -> Vec<&'static dyn DynProperty> {
     vec![
         &tcp_lifecycle::RstOnClosedPort,
+        &tcp_lifecycle::RstOnUnread,
         &udp::PortUnreachable,
         &udp::BindPerHost,
         &udp::WireHeader,
