@@ -296,6 +296,65 @@ pub fn all() -> Vec<Scenario> {
                 vec![Op::Sync, Op::Read { sock: 1, max: 1000 }, Op::Write { sock: 1, len: 100 }, Op::Sync, Op::Sleep { ms: 100 }],
             ),
         ));
+        let full = full_segment(family);
+        let mut bulk = scenario(
+            "delayed-ack-bulk",
+            "a writes 9 full segments at once; b (quick-ack off, fixed 200 KB buffer) ACKs every second one at once and the odd last one after the delayed-ACK timer",
+            family,
+            Program {
+                a: vec![
+                    Op::Sync,
+                    Op::Socket { kind: SockKind::Tcp },
+                    Op::Connect { sock: 0, port: PORT },
+                    Op::Sync,
+                    Op::Sync,
+                    Op::Write { sock: 0, len: 9 * full },
+                    Op::Sleep { ms: 150 },
+                ],
+                b: vec![
+                    Op::Socket { kind: SockKind::Tcp },
+                    // A fixed buffer stops autotuning; 200 KB (under net.core.rmem_max) keeps the window able
+                    // to advance whatever b has read, so the ACK rule is "every second full segment".
+                    Op::SetOpt { sock: 0, opt: SockOpt::RcvBuf(200_000) },
+                    Op::Bind { sock: 0, port: PORT },
+                    Op::Listen { sock: 0, backlog: 8 },
+                    Op::Sync,
+                    Op::Sync,
+                    Op::Accept { sock: 0 },
+                    // Out of quick-ack mode (pingpong), as after an interactive exchange.
+                    Op::SetOpt { sock: 1, opt: SockOpt::QuickAck(false) },
+                    Op::Sync,
+                    Op::ReadExact { sock: 1, len: 9 * full },
+                    Op::Sleep { ms: 150 },
+                ],
+            },
+        );
+        // A rate-limited relay spaces a's burst (0.6 ms per full segment at 20 Mbit/s), so b takes each
+        // segment on its own and the ACK decisions do not depend on how the two CPUs interleave; reno on a
+        // sends the burst at once (bbr would pace it).
+        bulk.lab.link = harness::link::LinkSpec::Relay(harness::link::RelaySpec {
+            a_to_b: harness::link::Impairment {
+                rate_bps: Some(20_000_000),
+                ..Default::default()
+            },
+            b_to_a: harness::link::Impairment::default(),
+            seed: 1,
+        });
+        // Tail-loss probes off on a (tcp_early_retrans=0): with 4 segments in flight a's probe timer is
+        // srtt/4 + 2 jiffies, ~2 ms here, and it raced the 1.2 ms between b's ACKs in 1-2 of 20 runs,
+        // retransmitting the last segment before b's delayed ACK (a D-SACK then replaces it).
+        for (key, value) in [
+            ("net.ipv4.tcp_congestion_control", "reno"),
+            ("net.ipv4.tcp_early_retrans", "0"),
+        ] {
+            bulk.lab.sysctls.push(SysctlSetting {
+                host: Host::A,
+                key: key.into(),
+                value: value.into(),
+            });
+        }
+        bulk.io_timeout_ms = 1000;
+        out.push(bulk);
         out.push(scenario(
             "udp-truncate",
             "two 26-byte datagrams read with a 10-byte buffer: the first truncated (MSG_TRUNC), the second with MSG_TRUNC in the flags returns the real length",
