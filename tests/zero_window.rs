@@ -1,0 +1,80 @@
+//! Faults against the zero-window properties (issue: TCP data suite): an nft rule that drops every probe a
+//! sends makes `tcp.zero_window.probes` fail with "no zero-window probe"; an nft rule that rewrites every
+//! window b advertises after the handshake to 0, so b's window update never says the window opened, makes it
+//! fail with "not every byte written was read" and "no window update ever followed the zero window".
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// a drops its own pure ACKs (no payload, flags exactly ACK) before they reach the device: with timestamps
+/// a TCP header is 32 bytes (IPv4 total length 52, IPv6 payload length 32), without 20 (40 / 20). In the
+/// zero-window cases a sends pure ACKs only for the handshake (b's first data-less ACK is then completed by
+/// a's first data segment) and for its probes.
+const DROP_PROBES: &str = "a:nft add table inet t; \
+     nft add chain inet t o { type filter hook output priority 0 \\; }; \
+     nft add rule inet t o meta nfproto ipv4 tcp flags == ack ip length { 40, 52 } drop; \
+     nft add rule inet t o meta nfproto ipv6 tcp flags == ack ip6 length { 20, 32 } drop";
+
+/// Every segment b sends after its SYN-ACK advertises window 0 (nft fixes the checksum up).
+const ZERO_EVERY_WINDOW: &str = "b:nft add table inet t; \
+     nft add chain inet t o { type filter hook output priority 0 \\; }; \
+     nft add rule inet t o tcp flags \\& syn == 0 tcp window set 0";
+
+fn require_nft() {
+    if Command::new("nft").arg("--version").output().is_err() {
+        panic!("nft is required for this test: apt-get install nftables");
+    }
+}
+
+fn run_with_fault(name: &str, fault: &str) -> String {
+    require_nft();
+    let out_dir = out_dir(name);
+    let out = netconform(&[
+        "run",
+        "--property",
+        "tcp.zero_window.probes",
+        "--cases",
+        "2",
+        "--seed",
+        "7",
+        "--family",
+        "both",
+        "--shrink-time",
+        "0",
+        "--exec",
+        fault,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("FAIL tcp.zero_window.probes"), "{t}");
+    t
+}
+
+#[test]
+fn dropping_every_probe_fails_zero_window_probes() {
+    let t = run_with_fault("zw-drop-probes", DROP_PROBES);
+    assert!(
+        t.contains("no zero-window probe while the window was zero [RFC 9293 §3.8.6.1 (MUST-36)]"),
+        "{t}"
+    );
+    assert!(
+        t.contains("field:    probes") && t.contains("actual:   none"),
+        "{t}"
+    );
+}
+
+#[test]
+fn a_window_update_rewritten_to_zero_fails_zero_window_probes() {
+    let t = run_with_fault("zw-zero-window", ZERO_EVERY_WINDOW);
+    // The stalled transfer is the first finding, the missing update the second (listed in the summary).
+    assert!(
+        t.contains("not every byte written was read (and 1 more: no window update ever followed the zero window)"),
+        "{t}"
+    );
+    assert!(t.contains("field:    bytes read by b"), "{t}");
+}
