@@ -627,7 +627,8 @@ impl HostExec {
                         Err(_) => break,
                     }
                 }
-                Ok(if got == 0 && !eof {
+                // Asking for 0 bytes is satisfied at once (like read(fd, buf, 0)).
+                Ok(if got == 0 && !eof && *len > 0 {
                     OpResult::TimedOut
                 } else {
                     OpResult::Read {

@@ -203,6 +203,11 @@ impl Findings {
     pub fn is_empty(&self) -> bool {
         self.violations.is_empty()
     }
+    /// Appends `later`'s violations and notes after this one's (the first violation leads the verdict).
+    pub fn append(&mut self, later: Findings) {
+        self.violations.extend(later.violations);
+        self.notes.extend(later.notes);
+    }
     pub fn verdict(self) -> Verdict {
         let mut violations = self.violations.into_iter();
         match violations.next() {

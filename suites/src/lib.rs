@@ -1,14 +1,18 @@
 //! netconform's properties, one module per behaviour area (see `../shared/lab-catalogue.md`).
 //!
 //! - [`tcp_lifecycle`] — suite `tcp-lifecycle`: handshake, identity, RST, close shapes, state machine.
+//! - [`tcp_close`] — suite `tcp-lifecycle`: half-close, writing after the peer closed.
 //! - [`udp`] — suite `udp`: ports, datagrams, ICMP errors, buffers.
 //! - [`tcp_data`] — suite `tcp-data`: flow control (zero-window probes so far).
 //! - [`random_ops`] — suite `tcp-ops`: random socket programs judged by the model and the TCP invariants.
+//! - [`conn`] — helpers: an established-connection program, a connection's segments with relative numbers.
 //! - [`selftest`] — properties that test the harness itself (hidden unless `NETCONFORM_SELFTEST=1`).
 
+pub mod conn;
 pub mod random_ops;
 pub mod scenarios;
 pub mod selftest;
+pub mod tcp_close;
 pub mod tcp_data;
 pub mod tcp_lifecycle;
 pub mod udp;
@@ -20,6 +24,8 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
     vec![
         &tcp_lifecycle::RstOnClosedPort,
         &tcp_lifecycle::RstOnUnread,
+        &tcp_close::HalfClose,
+        &tcp_close::WriteAfterPeerClose,
         &udp::PortUnreachable,
         &udp::BindPerHost,
         &udp::WireHeader,
