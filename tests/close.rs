@@ -1,7 +1,8 @@
 //! The closing properties of `tcp-lifecycle` against faults injected with nft: b's FINs dropped before they
 //! leave make `tcp.close.half_close` fail (a never sees b's FIN, its read never reaches EOF); b's RSTs
 //! dropped make `tcp.close.write_after_peer_close` fail (the data written after b's close() is never
-//! answered, and the later writes succeed instead of failing with EPIPE).
+//! answered, and the later writes succeed instead of failing with EPIPE); b's FINs dropped fail
+//! `tcp.close.shapes` too.
 
 mod common;
 
@@ -79,6 +80,19 @@ fn dropped_rsts_fail_write_after_peer_close() {
     assert!(t.contains("actual:   no RST in the capture"), "{t}");
     assert!(
         t.contains("a write after the peer's RST did not fail with EPIPE"),
+        "{t}"
+    );
+}
+
+#[test]
+fn dropped_fins_fail_close_shapes() {
+    let t = fails_with_fault("shapes-drop-fin", "tcp.close.shapes", DROP_B_FINS);
+    assert!(
+        t.contains("B closed without sending a FIN [RFC 9293 §3.6]"),
+        "{t}"
+    );
+    assert!(
+        t.contains("expected: a FIN from B") && t.contains("actual:   none in the capture"),
         "{t}"
     );
 }

@@ -5,6 +5,7 @@
 //! - [`lab`] — hosts `a`/`b` in anonymous network namespaces on their own threads, veth over netlink, offloads
 //!   off (ethtool ioctl), sysctls and `--exec` commands per host, the privilege check.
 //! - [`sock`] — kernel sockets created on host threads, with the containment check before connect/send.
+//! - [`diag`] — sock_diag: a namespace's TCP sockets with their states, TIME-WAIT and orphans included.
 //! - [`counters`] — a lab host's own protocol counters (UDP MIB from /proc/thread-self/net/snmp, snmp6).
 //! - [`capture`] — AF_PACKET capture on the link: kernel ns timestamps, direction, drop counting.
 //! - [`frame`] — one captured frame, as every capture source hands it on.
@@ -17,6 +18,7 @@
 
 pub mod capture;
 pub mod counters;
+pub mod diag;
 pub mod docs;
 pub mod errno;
 pub mod error;

@@ -1,7 +1,7 @@
 //! netconform's properties, one module per behaviour area (see `../shared/lab-catalogue.md`).
 //!
 //! - [`tcp_lifecycle`] — suite `tcp-lifecycle`: handshake, identity, RST, close shapes, state machine.
-//! - [`tcp_close`] — suite `tcp-lifecycle`: half-close, writing after the peer closed.
+//! - [`tcp_close`] — suite `tcp-lifecycle`: close shapes, half-close, writing after the peer closed.
 //! - [`udp`] — suite `udp`: ports, datagrams, ICMP errors, buffers.
 //! - [`tcp_data`] — suite `tcp-data`: flow control (zero-window probes so far).
 //! - [`random_ops`] — suite `tcp-ops`: random socket programs judged by the model and the TCP invariants.
@@ -26,6 +26,7 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &tcp_lifecycle::RstOnUnread,
         &tcp_close::HalfClose,
         &tcp_close::WriteAfterPeerClose,
+        &tcp_close::CloseShapes,
         &udp::PortUnreachable,
         &udp::BindPerHost,
         &udp::WireHeader,
