@@ -49,13 +49,10 @@ pub fn tcp_sockets() -> io::Result<Vec<DiagSocket>> {
         )
     };
     if fd < 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::Other,
-            format!(
-                "sock_diag: socket(AF_NETLINK, NETLINK_SOCK_DIAG): {}",
-                io::Error::last_os_error()
-            ),
-        ));
+        return Err(io::Error::other(format!(
+            "sock_diag: socket(AF_NETLINK, NETLINK_SOCK_DIAG): {}",
+            io::Error::last_os_error()
+        )));
     }
     // SAFETY: `fd` is fresh and owned by nothing else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -65,10 +62,10 @@ pub fn tcp_sockets() -> io::Result<Vec<DiagSocket>> {
         // SAFETY: `req` is valid for its length; a null address sends to the kernel.
         let n = unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
         if n < 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
-                format!("sock_diag: send: {}", io::Error::last_os_error()),
-            ));
+            return Err(io::Error::other(format!(
+                "sock_diag: send: {}",
+                io::Error::last_os_error()
+            )));
         }
         let mut buf = vec![0u8; 64 * 1024];
         'dump: loop {
@@ -144,13 +141,10 @@ fn parse_datagram(mut b: &[u8], out: &mut Vec<DiagSocket>) -> io::Result<Parsed>
                 if errno == 0 {
                     return Ok(Parsed::Done);
                 }
-                return Err(io::Error::new(
-                    io::ErrorKind::Other,
-                    format!(
-                        "sock_diag: the kernel refused the dump: {}",
-                        io::Error::from_raw_os_error(errno)
-                    ),
-                ));
+                return Err(io::Error::other(format!(
+                    "sock_diag: the kernel refused the dump: {}",
+                    io::Error::from_raw_os_error(errno)
+                )));
             }
             SOCK_DIAG_BY_FAMILY => out.push(parse_msg(payload)?),
             _ => {}
