@@ -1,6 +1,7 @@
 //! netconform's properties, one module per behaviour area (see `../shared/lab-catalogue.md`).
 //!
 //! - [`tcp_lifecycle`] — suite `tcp-lifecycle`: handshake, identity, RST, close shapes, state machine.
+//! - [`tcp_handshake`] — suite `tcp-lifecycle`: handshake options and numbering, the accept queue, 4-tuples.
 //! - [`tcp_close`] — suite `tcp-lifecycle`: close shapes, half-close, writing after the peer closed.
 //! - [`udp`] — suite `udp`: ports, datagrams, ICMP errors, buffers.
 //! - [`tcp_data`] — suite `tcp-data`: flow control (zero-window probes so far).
@@ -14,6 +15,7 @@ pub mod scenarios;
 pub mod selftest;
 pub mod tcp_close;
 pub mod tcp_data;
+pub mod tcp_handshake;
 pub mod tcp_lifecycle;
 pub mod udp;
 
@@ -22,6 +24,9 @@ use harness::runner::DynProperty;
 /// The properties of the default suites, in listing order.
 fn defaults() -> Vec<&'static dyn DynProperty> {
     vec![
+        &tcp_handshake::HandshakeOptions,
+        &tcp_handshake::AcceptBacklog,
+        &tcp_handshake::FourTuple,
         &tcp_lifecycle::RstOnClosedPort,
         &tcp_lifecycle::RstOnUnread,
         &tcp_close::HalfClose,
