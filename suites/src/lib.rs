@@ -3,6 +3,7 @@
 //! - [`tcp_lifecycle`] — suite `tcp-lifecycle`: handshake, identity, RST, close shapes, state machine.
 //! - [`tcp_handshake`] — suite `tcp-lifecycle`: handshake options and numbering, the accept queue, 4-tuples.
 //! - [`tcp_close`] — suite `tcp-lifecycle`: close shapes, half-close, writing after the peer closed.
+//! - [`tcp_state`] — suite `tcp-lifecycle`: the RFC 9293 state diagram as data, transitions justified by events.
 //! - [`udp`] — suite `udp`: ports, datagrams, ICMP errors, buffers.
 //! - [`tcp_data`] — suite `tcp-data`: flow control (zero-window probes so far).
 //! - [`random_ops`] — suite `tcp-ops`: random socket programs judged by the model and the TCP invariants.
@@ -17,6 +18,7 @@ pub mod tcp_close;
 pub mod tcp_data;
 pub mod tcp_handshake;
 pub mod tcp_lifecycle;
+pub mod tcp_state;
 pub mod udp;
 
 use harness::runner::DynProperty;
@@ -32,6 +34,7 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &tcp_close::HalfClose,
         &tcp_close::WriteAfterPeerClose,
         &tcp_close::CloseShapes,
+        &tcp_state::StateTransitions,
         &udp::PortUnreachable,
         &udp::BindPerHost,
         &udp::WireHeader,
