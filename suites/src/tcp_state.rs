@@ -73,8 +73,8 @@ pub const DIAGRAM: &[(TcpState, &[Event], TcpState)] = &[
     (TcpState::LastAck, &[Event::Reset], TcpState::Close),
 ];
 
-/// Whether `to` is reachable from `from` through edges whose events all occurred; returns a shortest such
-/// path (states after `from`), or `None`.
+/// Whether `to` is reachable from `from` through edges whose events all occurred, without passing through
+/// CLOSED (which ends the connection); returns a shortest such path (states after `from`), or `None`.
 pub fn legal_path(from: TcpState, to: TcpState, events: &BTreeSet<Event>) -> Option<Vec<TcpState>> {
     if from == to {
         return Some(Vec::new());
@@ -84,6 +84,10 @@ pub fn legal_path(from: TcpState, to: TcpState, events: &BTreeSet<Event>) -> Opt
     let mut queue = VecDeque::from([from]);
     let mut seen = BTreeSet::from([key(from)]);
     while let Some(s) = queue.pop_front() {
+        // CLOSED ends a connection: a path may start there (before connect()) but never pass through it.
+        if s == TcpState::Close && s != from {
+            continue;
+        }
         for (a, needs, b) in DIAGRAM {
             if *a != s || !needs.iter().all(|e| events.contains(e)) || !seen.insert(key(*b)) {
                 continue;
