@@ -6,6 +6,7 @@
 //! - [`tcp_state`] — suite `tcp-lifecycle`: the RFC 9293 state diagram as data, transitions justified by events.
 //! - [`udp`] — suite `udp`: ports, datagrams, ICMP errors, buffers.
 //! - [`tcp_data`] — suite `tcp-data`: flow control (zero-window probes so far).
+//! - [`tcp_loss`] — suite `tcp-data`: retransmission of a dropped segment, SACK and the cumulative ACK.
 //! - [`random_ops`] — suite `tcp-ops`: random socket programs judged by the model and the TCP invariants.
 //! - [`conn`] — helpers: an established-connection program, a connection's segments with relative numbers.
 //! - [`selftest`] — properties that test the harness itself (hidden unless `NETCONFORM_SELFTEST=1`).
@@ -18,6 +19,7 @@ pub mod tcp_close;
 pub mod tcp_data;
 pub mod tcp_handshake;
 pub mod tcp_lifecycle;
+pub mod tcp_loss;
 pub mod tcp_state;
 pub mod udp;
 
@@ -45,6 +47,8 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &udp::NoRetransmit,
         &tcp_data::ZeroWindowProbes,
         &tcp_data::PeerZeroWindow,
+        &tcp_loss::LossRetransmit,
+        &tcp_loss::ReorderSack,
         &random_ops::RandomOps,
     ]
 }

@@ -1,0 +1,49 @@
+//! `tcp.reorder.sack` against a fault: b drops every segment it sends that carries a SACK option (nft, b's
+//! output), so the relay sees duplicate ACKs without SACK blocks although SACK was negotiated.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+const DROP_SACKS: &str = "b:nft add table inet t; \
+     nft add chain inet t o { type filter hook output priority 0 \\; }; \
+     nft add rule inet t o tcp option sack exists drop";
+
+#[test]
+fn dropping_sack_blocks_fails_reorder_sack() {
+    if Command::new("nft").arg("--version").output().is_err() {
+        panic!("nft is required for this test: apt-get install nftables");
+    }
+    let out_dir = out_dir("loss-drop-sack");
+    // Seed 1: the IPv4 case negotiates SACK on both hosts.
+    let out = netconform(&[
+        "run",
+        "--property",
+        "tcp.reorder.sack",
+        "--cases",
+        "2",
+        "--seed",
+        "1",
+        "--family",
+        "both",
+        "--shrink-time",
+        "0",
+        "--exec",
+        DROP_SACKS,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("FAIL tcp.reorder.sack case 0 (ipv4"), "{t}");
+    assert!(
+        t.contains("no duplicate ACK carried a SACK block although SACK was negotiated"),
+        "{t}"
+    );
+    assert!(
+        t.contains("field:    SACK blocks") && t.contains("actual:   none"),
+        "{t}"
+    );
+}
