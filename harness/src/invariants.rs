@@ -13,7 +13,9 @@
 //!
 //! Tolerances, named: on a veth capture in host `a`, frames from `b` are seen in `a`'s receive order, which may
 //! differ from `b`'s send order (kernel-facts: veth reorders blocks now and then), so ordering rules apply
-//! only to frames from the capture host; the hole rule and the ACK rule hold in any order. The highest right
+//! only to frames from the capture host; the hole rule and the ACK rule hold in any order (an ACK is
+//! checked against everything the other side sent in the whole capture: a frame from `b` can even be tapped
+//! after `a`'s ACK of it when the two CPUs process the veth backlog in parallel). The highest right
 //! edge (not the latest) is used because a sender may rely on a window it was offered (RFC 9293 §3.8.6
 //! discourages shrinking). Conversations whose SYNs were not captured are skipped by the window rules
 //! (the scale is unknown).
@@ -78,7 +80,18 @@ pub fn check(trace: &Trace, ctx: &InvariantContext) -> Vec<(&'static str, Violat
     {
         // Per direction: ranges of sequence space seen (relative), highest end, FIN position.
         let mut ranges: [Vec<(i64, i64, usize)>; 2] = [Vec::new(), Vec::new()];
+        // The highest sequence number each direction sent, over the whole capture: the ACK rule holds in
+        // any capture order (frames from b can be tapped after a's ACK of them, see the module doc).
         let mut max_end: [Option<SeqNumber>; 2] = [None; 2];
+        for &i in &c.frames {
+            let f = &trace.frames[i];
+            if let (Some(d), Some(t)) = (f.direction, f.tcp()) {
+                let end = t.seq + t.segment_len();
+                if !t.flags.rst && max_end[d].is_none_or(|m| end > m) {
+                    max_end[d] = Some(end);
+                }
+            }
+        }
         let mut fin_at: [Option<(SeqNumber, usize)>; 2] = [None; 2];
         let mut last_ack: [Option<(SeqNumber, usize)>; 2] = [None; 2];
         let mut right_edge: [Option<SeqNumber>; 2] = [None; 2];
@@ -214,9 +227,6 @@ pub fn check(trace: &Trace, ctx: &InvariantContext) -> Vec<(&'static str, Violat
                         ));
                     }
                 }
-            }
-            if max_end[d].is_none_or(|m| end > m) {
-                max_end[d] = Some(end);
             }
         }
         // No holes in the sequence space of either direction (any capture order).
