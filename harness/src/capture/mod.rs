@@ -112,8 +112,47 @@ fn os_err(step: &str) -> HarnessError {
     HarnessError::capture(step, std::io::Error::last_os_error())
 }
 
+/// Keeps the kernel's receive timestamping switched on for the whole process.
+///
+/// SO_TIMESTAMPNS turns on a global static key (`netstamp_needed_key`) that makes the stack stamp frames when
+/// they are tapped; the key is reference-counted and switched by deferred work (`netstamp_work`), so when the
+/// last capture of one lab closes and the next one opens, the first frames of the new lab can be left
+/// unstamped and get the time of the drain thread's `recvmsg` instead, later than the frames stamped once
+/// the key is back on. Sorted by timestamp, a case then showed a FIN before its SYN (seen under load with
+/// several runs in parallel). One socket with SO_TIMESTAMPNS held for the process's lifetime keeps the key
+/// on; it is a UDP socket that never sends, created on the first capture's lab thread (so it lives in, and
+/// keeps alive, that lab's namespace until the process exits), and the first capture waits for the
+/// deferred switch.
+fn keep_timestamping_on() {
+    static ANCHOR: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    ANCHOR.get_or_init(|| {
+        // SAFETY: plain syscall; the fd is owned right after.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: fresh descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let on: i32 = 1;
+        // SAFETY: `on` is a live c_int.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                &on as *const i32 as *const libc::c_void,
+                size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        // The key is switched by a work item: give it time to run once.
+        thread::sleep(std::time::Duration::from_millis(50));
+        Some(fd)
+    });
+}
+
 impl PacketCapture {
     fn open_on_this_thread(ifindex: u32) -> Result<PacketCapture> {
+        keep_timestamping_on();
         // SAFETY: plain syscall; the fd is owned right after.
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
