@@ -6,6 +6,7 @@
 //! - [`tcp_state`] — suite `tcp-lifecycle`: the RFC 9293 state diagram as data, transitions justified by events.
 //! - [`udp`] — suite `udp`: ports, datagrams, ICMP errors, buffers.
 //! - [`tcp_data`] — suite `tcp-data`: flow control (zero-window probes so far).
+//! - [`tcp_segments`] — suite `tcp-data`: delayed ACKs, Nagle / NODELAY / CORK, silly window syndrome.
 //! - [`tcp_loss`] — suite `tcp-data`: retransmission of a dropped segment, SACK and the cumulative ACK.
 //! - [`random_ops`] — suite `tcp-ops`: random socket programs judged by the model and the TCP invariants.
 //! - [`conn`] — helpers: an established-connection program, a connection's segments with relative numbers.
@@ -20,6 +21,7 @@ pub mod tcp_data;
 pub mod tcp_handshake;
 pub mod tcp_lifecycle;
 pub mod tcp_loss;
+pub mod tcp_segments;
 pub mod tcp_state;
 pub mod udp;
 
@@ -47,6 +49,8 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &udp::NoRetransmit,
         &tcp_data::ZeroWindowProbes,
         &tcp_data::PeerZeroWindow,
+        &tcp_segments::AckCoalescing,
+        &tcp_segments::Nagle,
         &tcp_loss::LossRetransmit,
         &tcp_loss::ReorderSack,
         &random_ops::RandomOps,
