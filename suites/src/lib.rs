@@ -7,6 +7,7 @@
 //! - [`udp`] — suite `udp`: ports, datagrams, ICMP errors, buffers.
 //! - [`tcp_data`] — suite `tcp-data`: flow control (zero-window probes so far).
 //! - [`tcp_segments`] — suite `tcp-data`: delayed ACKs, Nagle / NODELAY / CORK, silly window syndrome.
+//! - [`tcp_flow`] — suite `tcp-data`: send-buffer backpressure, throughput bounded by window / RTT.
 //! - [`tcp_loss`] — suite `tcp-data`: retransmission of a dropped segment, SACK and the cumulative ACK.
 //! - [`random_ops`] — suite `tcp-ops`: random socket programs judged by the model and the TCP invariants.
 //! - [`conn`] — helpers: an established-connection program, a connection's segments with relative numbers.
@@ -18,6 +19,7 @@ pub mod scenarios;
 pub mod selftest;
 pub mod tcp_close;
 pub mod tcp_data;
+pub mod tcp_flow;
 pub mod tcp_handshake;
 pub mod tcp_lifecycle;
 pub mod tcp_loss;
@@ -51,6 +53,8 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &tcp_data::PeerZeroWindow,
         &tcp_segments::AckCoalescing,
         &tcp_segments::Nagle,
+        &tcp_flow::SndbufBackpressure,
+        &tcp_flow::WindowBound,
         &tcp_loss::LossRetransmit,
         &tcp_loss::ReorderSack,
         &random_ops::RandomOps,

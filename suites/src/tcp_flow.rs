@@ -1,0 +1,458 @@
+//! Flow control (suite `tcp-data`): the send buffer pushing back on a writer, and throughput bounded by
+//! window / round-trip time.
+
+use std::time::Duration;
+
+use harness::frame::Host;
+use harness::link::{Impairment, LinkSpec, RelaySpec};
+use harness::ops::{Op, SockOpt};
+use harness::property::{
+    CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
+};
+use harness::sock::Family;
+use harness::trace::Trace;
+use harness::{HarnessError, LabConfig, SysctlSetting};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::conn::{connected, outcomes_of, read_result, segments};
+use crate::tcp_close::ProgramObserved;
+
+/// Send-buffer backpressure (lab Q26, Q32).
+///
+/// POSIX send(): "If space is not available at the sending socket to hold the message to be transmitted,
+/// and the socket file descriptor does have O_NONBLOCK set, send() shall fail [with] EAGAIN or
+/// EWOULDBLOCK." RFC 9293 §3.8.6: the sender keeps data it may not yet send (beyond the peer's window) in
+/// its own buffer. socket(7) SO_SNDBUF: Linux doubles the value set; the buffer is charged with the memory
+/// of queued segments (payload plus per-segment overhead), not only payload.
+///
+/// Cases: a's SO_SNDBUF 4–256 KB, b's SO_RCVBUF 4–128 KB (b does not read), a non-blocking; a writes 4 MB
+/// at once (the kernel takes what fits), waits 30 ms (in-flight data is acknowledged into b's buffer,
+/// freeing part of a's), writes 4 MB again, then 1000 bytes; then b reads everything and a, once writable
+/// again, writes 1000 bytes more.
+///
+/// Checked: the first write is partial and the last one, with both buffers full, fails with EAGAIN; what the kernel took is what
+/// b's buffer absorbed plus what a's buffer holds: taken ≤ 2 × SO_SNDBUF + 2 × b's SO_RCVBUF (both
+/// doubled) and taken ≥ 2 × SO_SNDBUF / 4 (payload is at least a quarter of the charged memory: a full
+/// segment's skb costs at most 4× its payload here — a named tolerance); bytes sent never pass b's
+/// advertised window (checked by the `tcp.window.respected` invariant); after b reads, a is writable and
+/// the write succeeds; b reads every byte intact.
+pub struct SndbufBackpressure;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SndbufCase {
+    pub sndbuf: i32,
+    pub rcvbuf: i32,
+}
+
+const FLOOD: usize = 4 << 20;
+
+impl Property for SndbufBackpressure {
+    type Case = SndbufCase;
+    type Observed = ProgramObserved;
+
+    fn info(&self) -> PropertyInfo {
+        PropertyInfo {
+            id: "tcp.sndbuf.backpressure",
+            suite: "tcp-data",
+            title: "non-blocking writes fail with EAGAIN once the send buffer and the peer's window are full; what was taken matches SO_SNDBUF",
+            clauses: &["POSIX send (EAGAIN)", "RFC 9293 §3.8.6", "socket(7) SO_SNDBUF"],
+            questions: &["Q26", "Q32"],
+            needs: Needs {
+                link: LinkKind::Veth,
+            },
+        }
+    }
+
+    fn generate(&self, rng: &mut CaseRng, _family: Family) -> SndbufCase {
+        SndbufCase {
+            sndbuf: rng.gen_range(4096..=262_144) & !1023,
+            rcvbuf: rng.gen_range(4096..=131_072) & !1023,
+        }
+    }
+
+    fn describe(&self, c: &SndbufCase) -> String {
+        format!(
+            "a SO_SNDBUF {}, b SO_RCVBUF {} and not reading; a writes non-blocking",
+            c.sndbuf, c.rcvbuf
+        )
+    }
+
+    fn execute(&self, case: &SndbufCase, env: &CaseEnv) -> Result<ProgramObserved, HarnessError> {
+        let mut p = connected(
+            &[SockOpt::SndBuf(case.sndbuf)],
+            &[SockOpt::RcvBuf(case.rcvbuf)],
+        );
+        p.a.extend([
+            Op::SetOpt {
+                sock: 0,
+                opt: SockOpt::NonBlocking(true),
+            },
+            Op::Write {
+                sock: 0,
+                len: FLOOD,
+            },
+            // In-flight data is acknowledged into b's buffer meanwhile, freeing some of a's: write again
+            // until that is taken too, then the buffer and b's window are full for good.
+            Op::Sleep { ms: 30 },
+            Op::Write {
+                sock: 0,
+                len: FLOOD,
+            },
+            Op::Write { sock: 0, len: 1000 },
+            Op::Sync,
+            Op::WaitWritable { sock: 0, ms: 2000 },
+            Op::Write { sock: 0, len: 1000 },
+            Op::Sleep { ms: 20 },
+            Op::Sync,
+        ]);
+        // b reads until nothing more comes for 300 ms (ReadExact stops there).
+        p.b.extend([
+            Op::Sync,
+            Op::ReadExact {
+                sock: 1,
+                len: FLOOD,
+            },
+            Op::Sync,
+        ]);
+        let mut cfg = harness::exec::ExecConfig::new(env.seed, env.family);
+        cfg.io_timeout_ms = 300;
+        let (outcomes, sockets) = harness::exec::run_program(env.lab, &p, cfg)?;
+        Ok(ProgramObserved { outcomes, sockets })
+    }
+
+    fn check(&self, case: &SndbufCase, observed: &ProgramObserved, _trace: &Trace) -> Verdict {
+        let mut findings = Findings::default();
+        let writes = outcomes_of(&observed.outcomes, Host::A, |op| {
+            matches!(op, Op::Write { .. })
+        });
+        let took = |k: usize| match writes.get(k).map(|w| &w.result) {
+            Some(harness::exec::OpResult::Value { value }) => *value,
+            _ => 0,
+        };
+        let taken = took(0) + took(1);
+        if took(0) == 0 {
+            findings.push(
+                Violation::new("POSIX send", "the first non-blocking write took nothing")
+                    .field("write()")
+                    .expected("a partial count")
+                    .actual(
+                        writes
+                            .first()
+                            .map_or("not run".into(), |w| w.result.render()),
+                    ),
+            );
+            return findings.verdict();
+        }
+        findings.check(took(0) < FLOOD as u64, || {
+            Violation::new(
+                "POSIX send (no space: a non-blocking send takes what fits)",
+                "a 4 MB write to a peer that does not read was taken whole",
+            )
+            .field("write()")
+            .expected(format!("< {FLOOD}"))
+            .actual(taken)
+        });
+        for w in writes.iter().skip(2).take(1) {
+            findings.check(w.result.errno() == Some("EAGAIN"), || {
+                Violation::new(
+                    "POSIX send (O_NONBLOCK and no space: EAGAIN)",
+                    "a non-blocking write with the send buffer full did not fail with EAGAIN",
+                )
+                .field(format!("write() (op {})", w.index))
+                .expected("EAGAIN")
+                .actual(w.result.render())
+            });
+        }
+        let sndbuf_eff = 2 * case.sndbuf.max(2304) as u64; // socket(7): doubled; SOCK_MIN_SNDBUF/2 floor
+                                                           // What b can absorb without reading: at most its (doubled) receive buffer.
+        let rcv_limit = 2 * case.rcvbuf as u64;
+        findings.check(taken <= sndbuf_eff + rcv_limit, || {
+            Violation::new(
+                "socket(7) SO_SNDBUF (the kernel doubles it); RFC 9293 §3.8.6",
+                "the kernel took more than its send buffer plus the peer's receive buffer can hold",
+            )
+            .field("bytes taken by write()")
+            .expected(format!(
+                "≤ {} (2 × SO_SNDBUF {}) + {} (2 × b's SO_RCVBUF)",
+                sndbuf_eff, case.sndbuf, rcv_limit
+            ))
+            .actual(taken)
+        });
+        findings.check(taken >= sndbuf_eff / 4, || {
+            Violation::new(
+                "socket(7) SO_SNDBUF",
+                "the kernel took far less than its send buffer holds",
+            )
+            .field("bytes taken by write()")
+            .expected(format!("≥ {} (a quarter of 2 × SO_SNDBUF)", sndbuf_eff / 4))
+            .actual(taken)
+        });
+        if let Some(after) = writes.get(3) {
+            // (op order: flood, flood again, 1000 → EAGAIN, then 1000 after b read)
+            findings.check(
+                after.result == harness::exec::OpResult::Value { value: 1000 },
+                || {
+                    Violation::new(
+                        "POSIX send / poll (POLLOUT once space is free)",
+                        "after the peer read, a write did not succeed",
+                    )
+                    .field("write() after b read")
+                    .expected(1000)
+                    .actual(after.result.render())
+                },
+            );
+        }
+        if let Some(r) = outcomes_of(&observed.outcomes, Host::B, |op| {
+            matches!(op, Op::ReadExact { .. })
+        })
+        .first()
+        {
+            let want = taken + 1000;
+            findings.check(
+                read_result(&r.result).is_some_and(|(n, _, m)| n == want && m.is_none()),
+                || {
+                    Violation::new("RFC 9293 §3.4", "b did not read every byte a's writes took")
+                        .field("b read_exact()")
+                        .expected(format!("{want} bytes"))
+                        .actual(r.result.render())
+                },
+            );
+        }
+        findings.note(format!(
+            "took {:.1}× SO_SNDBUF",
+            taken as f64 / case.sndbuf as f64
+        ));
+        findings.verdict()
+    }
+}
+
+/// Round trips per measuring interval of `tcp.flow.window_bound`.
+const INTERVAL_RTTS: u64 = 5;
+
+/// Goodput bounded by window / RTT (lab Q23–Q25).
+///
+/// RFC 7323 §1.1: "the maximum throughput on a TCP connection is bounded by the window size divided by the
+/// round-trip time" — at most one window of data can be unacknowledged, so in any interval of length T at
+/// most W · (T / RTT + 1) bytes are acknowledged. A buffer of C · RTT bytes (the bandwidth-delay product) is
+/// what fills a link of rate C.
+///
+/// Cases: b's SO_RCVBUF 16–128 KB (fixed, so no autotuning), a relay with 5–20 ms one-way delay, reno on a
+/// (bbr would pace below the window); a writes for about 0.6 s worth of data at the window's rate; b reads as
+/// it comes.
+///
+/// Measured from the capture at the relay: W = the largest window b advertised (scaled), R = the round
+/// trip (2 × the relay delay; the hosts add microseconds), and from b's first ACK 5 round trips in (past
+/// slow start), the bytes b acknowledged in every interval of 5 round trips that starts at one of its ACKs.
+/// Checked: no interval holds more than W · (5 + 1) · 1.1 (one window per round trip plus the one in flight
+/// at the start, 10 % for timer granularity); the best interval reaches at least half of W / R (the window
+/// is what limits: with reno past slow start and a reader that keeps up, Linux reaches 60–97 % here; the
+/// best interval, not the average, so a scheduling stall of a loaded machine elsewhere in the transfer
+/// does not count against the kernel). Each case's W, R, bound, best and average goodput are notes.
+pub struct WindowBound;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WindowBoundCase {
+    pub rcvbuf: i32,
+    pub delay_ms: u32,
+}
+
+impl WindowBoundCase {
+    fn rtt(&self) -> Duration {
+        Duration::from_millis(2 * self.delay_ms as u64)
+    }
+    /// Bytes a writes: about 0.6 s at the window's rate (the window is about SO_RCVBUF on Linux).
+    fn bytes(&self) -> usize {
+        let rate = self.rcvbuf as f64 / self.rtt().as_secs_f64();
+        ((rate * 0.6) as usize).clamp(200_000, 8 << 20)
+    }
+}
+
+impl Property for WindowBound {
+    type Case = WindowBoundCase;
+    type Observed = ProgramObserved;
+
+    fn info(&self) -> PropertyInfo {
+        PropertyInfo {
+            id: "tcp.flow.window_bound",
+            suite: "tcp-data",
+            title: "goodput stays under window / RTT and reaches at least half of it",
+            clauses: &["RFC 7323 §1.1", "RFC 9293 §3.8.6"],
+            questions: &["Q23", "Q24", "Q25"],
+            needs: Needs {
+                link: LinkKind::Relay,
+            },
+        }
+    }
+
+    fn generate(&self, rng: &mut CaseRng, _family: Family) -> WindowBoundCase {
+        WindowBoundCase {
+            rcvbuf: [16_384, 32_768, 65_536, 131_072][rng.gen_range(0..4)],
+            delay_ms: [5, 10, 20][rng.gen_range(0..3)],
+        }
+    }
+
+    fn lab_config(&self, case: &WindowBoundCase) -> LabConfig {
+        let d = Impairment {
+            delay_us: case.delay_ms as u64 * 1000,
+            ..Impairment::default()
+        };
+        LabConfig {
+            link: LinkSpec::Relay(RelaySpec {
+                a_to_b: d.clone(),
+                b_to_a: d,
+                seed: 1,
+            }),
+            sysctls: vec![SysctlSetting {
+                host: Host::A,
+                key: "net.ipv4.tcp_congestion_control".into(),
+                value: "reno".into(),
+            }],
+            ..LabConfig::default()
+        }
+    }
+
+    fn describe(&self, c: &WindowBoundCase) -> String {
+        format!(
+            "b SO_RCVBUF {}, RTT {} ms, a sends {} bytes",
+            c.rcvbuf,
+            c.rtt().as_millis(),
+            c.bytes()
+        )
+    }
+
+    fn execute(
+        &self,
+        case: &WindowBoundCase,
+        env: &CaseEnv,
+    ) -> Result<ProgramObserved, HarnessError> {
+        let mut p = connected(&[], &[SockOpt::RcvBuf(case.rcvbuf)]);
+        p.a.push(Op::Write {
+            sock: 0,
+            len: case.bytes(),
+        });
+        p.b.push(Op::ReadExact {
+            sock: 1,
+            len: case.bytes(),
+        });
+        p.a.push(Op::Sync);
+        p.b.push(Op::Sync);
+        let mut cfg = harness::exec::ExecConfig::new(env.seed, env.family);
+        cfg.io_timeout_ms = 3000;
+        let (outcomes, sockets) = harness::exec::run_program(env.lab, &p, cfg)?;
+        Ok(ProgramObserved { outcomes, sockets })
+    }
+
+    fn check(&self, case: &WindowBoundCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
+        let mut findings = Findings::default();
+        let segs = segments(trace);
+        let rtt = case.rtt();
+        // b's advertised windows after the handshake, scaled.
+        let window = segs
+            .iter()
+            .filter(|s| s.from == Host::B && !s.flags.syn)
+            .filter_map(|s| trace.scaled_window(s.index))
+            .max()
+            .unwrap_or(0) as f64;
+        let acks: Vec<(u64, u32)> = segs
+            .iter()
+            .filter(|s| s.from == Host::B && s.flags.ack && !s.flags.syn)
+            .map(|s| (s.rel_ns, s.ack))
+            .collect();
+        let Some(&(t_first, _)) = acks.first() else {
+            findings.push(
+                Violation::new("RFC 9293 §3.8.6", "b acknowledged nothing")
+                    .field("ACKs from B")
+                    .expected("a transfer")
+                    .actual("none"),
+            );
+            return findings.verdict();
+        };
+        // Past slow start: from the first ACK 5 round trips in.
+        let warm = t_first + 5 * rtt.as_nanos() as u64;
+        let steady: Vec<(u64, u32)> = acks.iter().copied().filter(|(t, _)| *t >= warm).collect();
+        let bound = window / rtt.as_secs_f64();
+        // Every interval of INTERVAL_RTTS round trips starting at an ACK: acknowledged bytes within it.
+        let span = rtt.as_nanos() as u64 * INTERVAL_RTTS;
+        let mut best = 0f64;
+        let mut measured = 0;
+        for (i, &(t0, a0)) in steady.iter().enumerate() {
+            let Some(&(_, a1)) = steady[i..]
+                .iter()
+                .take_while(|(t, _)| *t <= t0 + span)
+                .last()
+            else {
+                continue;
+            };
+            if steady.last().is_none_or(|(t, _)| *t < t0 + span) {
+                break;
+            }
+            measured += 1;
+            let bytes = a1.wrapping_sub(a0) as f64;
+            best = best.max(bytes);
+            let limit = window * (INTERVAL_RTTS as f64 + 1.0) * 1.1;
+            if bytes > limit {
+                findings.push(
+                    Violation::new(
+                        "RFC 7323 §1.1 (throughput ≤ window / RTT)",
+                        "more was acknowledged in an interval than the advertised window allows",
+                    )
+                    .field(format!("bytes acknowledged in {INTERVAL_RTTS} round trips"))
+                    .expected(format!(
+                        "≤ {limit:.0} (window {window:.0} B × ({INTERVAL_RTTS} + 1) round trips, +10 %)"
+                    ))
+                    .actual(format!("{bytes:.0}")),
+                );
+                break;
+            }
+        }
+        if measured == 0 {
+            findings.note("steady state shorter than the measuring interval: not measured");
+            return findings.verdict();
+        }
+        let best_rate = best / (span as f64 / 1e9);
+        findings.check(best_rate >= 0.5 * bound, || {
+            Violation::new(
+                "RFC 7323 §1.1 (the window is what limits a long-delay path)",
+                "goodput never reached half of window / RTT",
+            )
+            .field(format!("best goodput over {INTERVAL_RTTS} round trips"))
+            .expected(format!(
+                "≥ {:.0} KB/s (half of {:.0} KB/s)",
+                bound / 2000.0,
+                bound / 1000.0
+            ))
+            .actual(format!("{:.0} KB/s", best_rate / 1000.0))
+        });
+        let (t_last, a_last) = *steady.last().expect("measured");
+        let (t_start, a_start) = steady[0];
+        let average = a_last.wrapping_sub(a_start) as f64 / ((t_last - t_start) as f64 / 1e9);
+        findings.note(format!(
+            "SO_RCVBUF {} B, window {:.0} B, RTT {} ms: bound {:.0} KB/s, best {:.0} KB/s ({:.0} %), average {:.0} KB/s",
+            case.rcvbuf,
+            window,
+            rtt.as_millis(),
+            bound / 1000.0,
+            best_rate / 1000.0,
+            100.0 * best_rate / bound,
+            average / 1000.0
+        ));
+        if let Some(r) = outcomes_of(&observed.outcomes, Host::B, |op| {
+            matches!(op, Op::ReadExact { .. })
+        })
+        .first()
+        {
+            findings.check(
+                read_result(&r.result)
+                    .is_some_and(|(n, _, m)| n == case.bytes() as u64 && m.is_none()),
+                || {
+                    Violation::new("RFC 9293 §3.4", "b did not read every byte")
+                        .field("b read_exact()")
+                        .expected(case.bytes())
+                        .actual(r.result.render())
+                },
+            );
+        }
+        findings.verdict()
+    }
+}
