@@ -53,6 +53,7 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &tcp_data::PeerZeroWindow,
         &tcp_segments::AckCoalescing,
         &tcp_segments::Nagle,
+        &tcp_segments::SwsAvoidance,
         &tcp_flow::SndbufBackpressure,
         &tcp_flow::WindowBound,
         &tcp_loss::LossRetransmit,

@@ -652,3 +652,210 @@ impl Property for Nagle {
         findings.verdict()
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Silly window syndrome.
+
+/// RFC 1122 §4.2.3.4's override timeout for the sender's SWS rule is 0.1–1 s; Linux sends a partial
+/// segment into a small window only from the zero-window probe timer (≥ TCP_RTO_MIN, 200 ms). A sub-MSS
+/// segment sooner than this after a's previous segment is a finding.
+const SWS_OVERRIDE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwsCase {
+    pub rcvbuf: i32,
+    /// Bytes a writes at once (then closes).
+    pub total: usize,
+    /// b reads this many bytes per read...
+    pub chunk: usize,
+    /// ...with this pause between reads.
+    pub pause_ms: u32,
+}
+
+/// Silly window syndrome avoidance (lab Q30, Q31).
+///
+/// RFC 9293 §3.8.6.2.2 (MUST-38, receiver): the window is not opened by small amounts — the right edge
+/// (RCV.NXT + RCV.WND) moves forward only by at least min(RCV.BUFF / 2, Eff.snd.MSS). §3.8.6.2.1 (MUST-39,
+/// sender): a segment smaller than Eff.snd.MSS is sent only if it is the end of the data (all of it can go
+/// now), or after the override timeout (RFC 1122 §4.2.3.4: 0.1–1 s).
+///
+/// Cases: b's SO_RCVBUF 2–16 KB; a writes 4× that at once and closes; b reads 100–1500 bytes at a time with
+/// 2–10 ms pauses (a slow reader that frees space in small steps).
+///
+/// Checked, from the capture: until all the data has arrived, each time b moves its right edge (ack +
+/// window, scaled) forward, it does so by at least min(W / 2, MSS), where W is the largest window b
+/// advertised (RCV.BUFF as the sender can see it) and MSS the full segment payload; each sub-MSS data
+/// segment from a is at least Fs · W = W / 2 (RFC 1122 §4.2.3.4's Fs = 1/2; Linux's tcp_bound_to_half_wnd
+/// sends such segments when W is small), the last one of the data, or at least 100 ms after a's previous
+/// segment (the override timeout; Linux: its zero-window probe timer); b reads every byte intact.
+pub struct SwsAvoidance;
+
+impl Property for SwsAvoidance {
+    type Case = SwsCase;
+    type Observed = ProgramObserved;
+
+    fn info(&self) -> PropertyInfo {
+        PropertyInfo {
+            id: "tcp.sws.avoidance",
+            suite: "tcp-data",
+            title: "a slow reader opens its window only in steps of min(buffer/2, MSS); the sender sends no small segments into a small window",
+            clauses: &[
+                "RFC 9293 §3.8.6.2.2 (MUST-38)",
+                "RFC 9293 §3.8.6.2.1 (MUST-39)",
+                "RFC 1122 §4.2.3.3, §4.2.3.4",
+            ],
+            questions: &["Q30", "Q31"],
+            needs: Needs {
+                link: LinkKind::Veth,
+            },
+        }
+    }
+
+    fn generate(&self, rng: &mut CaseRng, _family: Family) -> SwsCase {
+        let rcvbuf = rng.gen_range(2048..=16_384) & !511;
+        SwsCase {
+            rcvbuf,
+            total: 4 * rcvbuf as usize + rng.gen_range(0..1000),
+            chunk: rng.gen_range(100..=1500),
+            pause_ms: rng.gen_range(2..=10),
+        }
+    }
+
+    fn describe(&self, c: &SwsCase) -> String {
+        format!(
+            "b SO_RCVBUF {}, reads {} bytes every {} ms; a writes {} and closes",
+            c.rcvbuf, c.chunk, c.pause_ms, c.total
+        )
+    }
+
+    fn execute(&self, case: &SwsCase, env: &CaseEnv) -> Result<ProgramObserved, HarnessError> {
+        let mut p = connected(&[], &[SockOpt::RcvBuf(case.rcvbuf)]);
+        p.a.extend([
+            Op::Write {
+                sock: 0,
+                len: case.total,
+            },
+            Op::Close { sock: 0 },
+        ]);
+        // Slow reads for most of the data, then the rest to EOF.
+        let slow = (case.total * 3 / 4) / case.chunk;
+        for _ in 0..slow {
+            p.b.push(Op::Sleep { ms: case.pause_ms });
+            p.b.push(Op::Read {
+                sock: 1,
+                max: case.chunk,
+            });
+        }
+        p.b.push(Op::ReadExact {
+            sock: 1,
+            len: case.total,
+        });
+        exec(&p, env, 3000)
+    }
+
+    fn check(&self, case: &SwsCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
+        let mut findings = Findings::default();
+        let segs = segments(trace);
+        let full = full_segment(family_of(trace));
+        // Receiver: right-edge steps.
+        let b_segs: Vec<(&Seg, u64)> = segs
+            .iter()
+            .filter(|s| s.from == Host::B && s.flags.ack && !s.flags.syn && !s.flags.rst)
+            .filter_map(|s| Some((s, trace.scaled_window(s.index)? as u64)))
+            .collect();
+        let w_max = b_segs.iter().map(|(_, w)| *w).max().unwrap_or(0);
+        let threshold = (w_max / 2).min(full as u64);
+        let mut edge: Option<u64> = None;
+        let mut steps = 0;
+        let end_of_data = 1 + case.total as u32;
+        for (s, w) in &b_segs {
+            // Once all the data has arrived, the window no longer matters (nothing more can come).
+            if s.flags.fin || s.ack >= end_of_data {
+                continue;
+            }
+            let right = s.ack as u64 + w;
+            if let Some(e) = edge {
+                if right > e {
+                    steps += 1;
+                    let step = right - e;
+                    findings.check(step >= threshold, || {
+                        Violation::new(
+                            "RFC 9293 §3.8.6.2.2 (MUST-38: open the window by at least min(RCV.BUFF/2, MSS))",
+                            "the receiver opened its window by a small step",
+                        )
+                        .frame(s.number)
+                        .field("right edge (ack + window)")
+                        .expected(format!(
+                            "a step of ≥ {threshold} bytes (min({w_max}/2, {full}))"
+                        ))
+                        .actual(format!("+{step} (to {right})"))
+                    });
+                }
+            }
+            edge = Some(edge.map_or(right, |e| e.max(right)));
+        }
+        // Sender: sub-MSS segments only at the end of the data or after the override timeout.
+        let data: Vec<&Seg> = segs
+            .iter()
+            .filter(|s| s.from == Host::A && s.len > 0 && !s.retransmission)
+            .collect();
+        // Fs × the largest window b offered (RFC 1122 §4.2.3.4: Fs = 1/2): a segment that big may go even
+        // if it is below the MSS (Linux: tcp_bound_to_half_wnd caps segments at half the peer's largest
+        // window when that window is small).
+        let half_max_window = w_max / 2;
+        let mut prev_ns: Option<u64> = None;
+        for s in segs.iter().filter(|s| s.from == Host::A) {
+            let is_data = s.len > 0 && !s.retransmission;
+            if is_data
+                && s.len < full
+                && (s.len as u64) < half_max_window
+                && s.seq + s.len != end_of_data
+            {
+                let gap = prev_ns.map(|p| Duration::from_nanos(s.rel_ns.saturating_sub(p)));
+                findings.check(gap.is_some_and(|g| g >= SWS_OVERRIDE), || {
+                    Violation::new(
+                        "RFC 9293 §3.8.6.2.1 (MUST-39: no small segment into a small window, except at the end of the data or after the override timeout)",
+                        "the sender sent a small segment in the middle of the data",
+                    )
+                    .frame(s.number)
+                    .field("payload")
+                    .expected(format!(
+                        "{full} bytes (MSS), ≥ {half_max_window} (half the largest window), the end of the data, or ≥ 100 ms after the previous segment (override timeout)"
+                    ))
+                    .actual(format!(
+                        "{} bytes, {} ms after the previous segment",
+                        s.len,
+                        gap.map_or(0, |g| g.as_millis())
+                    ))
+                });
+            }
+            prev_ns = Some(s.rel_ns);
+        }
+        let small = data.iter().filter(|d| d.len < full).count();
+        findings.note(format!(
+            "{} window openings; {} small segment(s) from a",
+            if steps > 20 { "many" } else { "few" },
+            small
+        ));
+        // Every byte read, over the slow reads and the final one.
+        let reads = outcomes_of(&observed.outcomes, Host::B, |op| {
+            matches!(op, Op::Read { .. } | Op::ReadExact { .. })
+        });
+        let got: u64 = reads
+            .iter()
+            .filter_map(|r| read_result(&r.result))
+            .map(|(n, _, _)| n)
+            .sum();
+        let corrupt = reads
+            .iter()
+            .filter_map(|r| read_result(&r.result))
+            .any(|(_, _, m)| m.is_some());
+        findings.check(got == case.total as u64 && !corrupt, || {
+            Violation::new("RFC 9293 §3.4", "the reader did not get every byte intact")
+                .field("bytes read by b")
+                .expected(case.total)
+                .actual(format!("{got}{}", if corrupt { " (corrupt)" } else { "" }))
+        });
+        findings.verdict()
+    }
+}
