@@ -1,53 +1,188 @@
-//! TCP connection establishment (suite `tcp-lifecycle`): the three-way handshake and its options, the
-//! listener's accept queue, and connection identity by 4-tuple.
+//! Opening connections (suite `tcp-lifecycle`): the three-way handshake and its options, the accept queue, and
+//! the 4-tuple as a connection's identity.
+//!
+//! Every property here runs an op [`Program`] on real sockets and judges the captured trace together with the
+//! executor's outcomes (TCP_INFO snapshots, accepted peers, stream checks). Stream integrity, sequence
+//! accounting and window bounds are checked on every case by `harness::invariants` and are not repeated here.
+//!
+//! Accept-queue overflow has two shapes on Linux, both measured here before being checked: a SYN that meets a
+//! full queue is dropped whatever `tcp_abort_on_overflow` says (tcp_conn_request: LINUX_MIB_LISTENOVERFLOWS);
+//! a handshake's final ACK that meets a full queue is reset with `tcp_abort_on_overflow=1` and dropped silently
+//! with 0. On veth a blocking connect's whole handshake completes inside the connect() call, so the second
+//! shape needs two SYNs in flight at once: those cases run over the relay with 5 ms each way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use harness::exec::{run_program, ExecConfig, OpOutcome, OpResult};
+use harness::exec::{ExecConfig, HostSockets, OpOutcome, OpResult};
 use harness::frame::Host;
-use harness::ops::{Op, Program, ShutdownHow, SockKind, SockOpt, TcpState};
+use harness::ops::{Op, Program, SockKind, TcpState};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
 use harness::sock::Family;
-use harness::trace::{ConversationKind, Trace};
-use harness::wire::TcpOption;
+use harness::trace::Trace;
+use harness::wire::{SeqNumber, TcpOption, TcpRepr};
 use harness::{HarnessError, LabConfig, SysctlSetting};
+use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::conn::{connected, read_result, segments, Seg, PORT};
-use crate::tcp_close::ProgramObserved;
-
-fn exec_config(env: &CaseEnv, io_timeout_ms: u32) -> ExecConfig {
-    let mut cfg = ExecConfig::new(env.seed, env.family);
-    cfg.io_timeout_ms = io_timeout_ms;
-    cfg
+/// What a program-driven property observed: every op outcome, and the sockets (kept open until the capture
+/// stopped, so the trace shows the program and not the teardown).
+pub struct ProgramObserved {
+    pub outcomes: Vec<OpOutcome>,
+    pub sockets: Vec<HostSockets>,
 }
 
-/// TCP handshake options per host's sysctls (lab Q12, Q13).
+impl std::fmt::Debug for ProgramObserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProgramObserved")
+            .field("outcomes", &self.outcomes)
+            .finish_non_exhaustive()
+    }
+}
+
+fn run(env: &CaseEnv, program: Program, cfg: ExecConfig) -> Result<ProgramObserved, HarnessError> {
+    let (outcomes, sockets) = harness::exec::run_program(env.lab, &program, cfg)?;
+    Ok(ProgramObserved { outcomes, sockets })
+}
+
+fn sysctl(host: Host, key: &str, on: bool) -> SysctlSetting {
+    SysctlSetting {
+        host,
+        key: key.into(),
+        value: if on { "1" } else { "0" }.into(),
+    }
+}
+
+/// One captured TCP segment: frame number (1-based), sender, header.
+type Seg<'t> = (usize, Option<Host>, &'t TcpRepr);
+
+/// The segments of the connection between a's `a_port` and b's `b_port`, in capture order.
+fn connection(trace: &Trace, a_port: u16, b_port: u16) -> Vec<Seg<'_>> {
+    trace
+        .frames
+        .iter()
+        .filter_map(|f| f.tcp().map(|t| (f.number, f.from, t)))
+        .filter(|(_, from, t)| match from {
+            Some(Host::A) => t.src_port == a_port && t.dst_port == b_port,
+            Some(Host::B) => t.src_port == b_port && t.dst_port == a_port,
+            None => false,
+        })
+        .collect()
+}
+
+/// The first SYN from a, the first SYN-ACK from b after it, and a's first non-SYN ACK after that.
+struct Handshake<'t> {
+    syn: Option<Seg<'t>>,
+    syn_ack: Option<Seg<'t>>,
+    ack: Option<Seg<'t>>,
+}
+
+fn handshake<'t>(segs: &[Seg<'t>]) -> Handshake<'t> {
+    let syn = segs
+        .iter()
+        .find(|(_, from, t)| *from == Some(Host::A) && t.flags.syn && !t.flags.ack)
+        .copied();
+    let syn_ack = syn.and_then(|(n, _, _)| {
+        segs.iter()
+            .find(|(m, from, t)| {
+                *m > n && *from == Some(Host::B) && t.flags.syn && t.flags.ack && !t.flags.rst
+            })
+            .copied()
+    });
+    let ack = syn_ack.and_then(|(n, _, _)| {
+        segs.iter()
+            .find(|(m, from, t)| {
+                *m > n && *from == Some(Host::A) && t.flags.ack && !t.flags.syn && !t.flags.rst
+            })
+            .copied()
+    });
+    Handshake { syn, syn_ack, ack }
+}
+
+fn mss_of(t: &TcpRepr) -> Option<u16> {
+    t.options.iter().find_map(|o| match o {
+        TcpOption::MaxSegmentSize(m) => Some(*m),
+        _ => None,
+    })
+}
+fn wscale_of(t: &TcpRepr) -> Option<u8> {
+    t.options.iter().find_map(|o| match o {
+        TcpOption::WindowScale(s) => Some(*s),
+        _ => None,
+    })
+}
+fn sack_permitted(t: &TcpRepr) -> bool {
+    t.options
+        .iter()
+        .any(|o| matches!(o, TcpOption::SackPermitted))
+}
+fn timestamps(t: &TcpRepr) -> bool {
+    t.options
+        .iter()
+        .any(|o| matches!(o, TcpOption::Timestamp { .. }))
+}
+
+fn presence(p: bool) -> &'static str {
+    if p {
+        "present"
+    } else {
+        "absent"
+    }
+}
+
+/// The outcomes of `host`'s ops, in op order.
+fn ops_of(observed: &ProgramObserved, host: Host) -> Vec<&OpOutcome> {
+    observed
+        .outcomes
+        .iter()
+        .filter(|o| o.host == host)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// tcp.handshake.options
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Linux's advertised MSS is the route MTU less the fixed IP and TCP headers (RFC 9293 §3.7.1 MUST-16; RFC 879;
+/// Linux dst_metric_advmss / tcp_mss_to_mtu): 20 + 20 bytes for IPv4, 40 + 20 for IPv6.
+fn expected_mss(mtu: u32, family: Family) -> u32 {
+    match family {
+        Family::Ipv4 => mtu - 40,
+        Family::Ipv6 => mtu - 60,
+    }
+}
+
+/// Three-way handshake, options and sequence-number consumption (lab Q12, Q13).
 ///
-/// RFC 9293 §3.5: SYN, SYN-ACK, ACK, and a SYN occupies one sequence number (§3.4), so the SYN-ACK carries
-/// ACK = ISN(a) + 1, the third segment ACK = ISN(b) + 1 and the first data octet is ISN + 1; a FIN occupies
-/// one too (b's ACK of a's data and FIN is data + 2, relative). §3.7.1 (MUST-14/15/16): the MSS option
-/// announces the largest segment the host can receive: MTU − 40 over IPv4, MTU − 60 over IPv6 (fixed
-/// headers, no options). RFC 2018 §2: SACK-permitted only in a SYN, and in the SYN-ACK only if the SYN
-/// carried it. RFC 7323 §3.2 / §2.2: timestamps and window scale are sent in a SYN-ACK only if the SYN
-/// offered them; the window field of a SYN is never scaled; scaling is in force only if both SYNs carried
-/// the option.
+/// RFC 9293 §3.5: a connection opens with SYN, SYN-ACK, ACK; the SYN-ACK acknowledges SYN.SEQ+1 and the ACK
+/// acknowledges SYN-ACK.SEQ+1. §3.4: SYN and FIN each occupy one sequence number, so the first data byte has
+/// seq ISN+1 and the peer acknowledges a FIN at FIN.SEQ+LEN+1. §3.7.1 MUST-14/15/16: a SYN carries the MSS
+/// option, whose value (by MUST-16, Linux `tcp_advertise_mss`) is the MTU less the fixed IP and TCP headers:
+/// MTU − 40 (IPv4) or − 60 (IPv6); the MTU is varied through `LabConfig.mtu` (both veth ends). RFC 2018 §2,
+/// RFC 7323 §2.2 and §3.2: SACK-permitted, timestamps and window scale appear on a SYN only if the host enables
+/// them (Linux: `net.ipv4.tcp_sack`, `tcp_timestamps`, `tcp_window_scaling`, each per namespace) and on a
+/// SYN-ACK only if the SYN offered them and the answering host enables them too. RFC 7323 §2.2: window scaling
+/// is in force only when both SYNs carried the option.
 ///
-/// Cases: `net.ipv4.tcp_sack`, `tcp_timestamps` and `tcp_window_scaling` drawn independently on a and on b
-/// (all 64 combinations; the ipv4 names govern IPv6 too), the link MTU from 1280 to 9000, and 0–20 KB of
-/// data from a before it closes.
+/// Cases: MTU 1280–9000 (the IPv6 minimum: the lab adds IPv6 addresses in IPv4 cases too), every combination of the three sysctls on
+/// a and on b independently, 0–6000 bytes a→b and 0–4000 bytes b→a, then a closes first and b after EOF.
 ///
-/// Checked: a's SYN carries MSS = MTU − 40/60 and exactly the options a's sysctls enable; b's SYN-ACK
-/// carries MSS = MTU − 40/60 and each optional option only if a offered it and b's sysctl enables it (so
-/// never one a did not offer); SYN-ACK ack = 1, third segment seq 1 / ack 1 (relative), first data at seq 1,
-/// the ACK of a's data and FIN = data + 2; scaling: where it is not in force, each side's first window after
-/// the handshake is at least a quarter of its SYN window (an unnegotiated shift would shrink it 2^shift
-/// times); where it is in force, that window shifted left by the side's scale is at least a quarter of its
-/// SYN window (the `tcp.window.bounded_by_buffer` invariant bounds it from above on every case).
+/// Checked: the handshake's flags and acks; MSS of SYN and SYN-ACK; each option's presence on SYN and SYN-ACK;
+/// no data segment larger than the peer's MSS; a's first data byte at ISN+1; each FIN acknowledged at
+/// FIN.SEQ+LEN+1 and never beyond; TCP_INFO on both hosts agrees with the wire (TCPI_OPT_TIMESTAMPS, _SACK,
+/// _WSCALE; snd_wscale/rcv_wscale equal the two shifts sent, or 0 when scaling is not in force); every
+/// non-SYN window advertisement, shifted by the sender's scale only when scaling is in force, lies between
+/// [`MIN_SCALED_WINDOW`] and the sender's SO_RCVBUF (a shift applied or omitted wrongly is off by 2^shift,
+/// ×128 with Linux's default shift 7).
 pub struct HandshakeOptions;
+
+/// A loose floor for any window advertised after the handshake. Each receiver here has the default buffer
+/// (tcp_rmem[1] = 131072, about 64 KB of window: the SYNs here carry 64240–65160) and never holds more than
+/// 6000 unread bytes, so its window stays far above 1 KB; a wrongly dropped shift divides it by 2^shift
+/// (Linux picks 7–10 here: ~500 bytes or less), far below.
+pub const MIN_SCALED_WINDOW: u32 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OptionSysctls {
@@ -59,7 +194,7 @@ pub struct OptionSysctls {
 impl OptionSysctls {
     fn render(&self) -> String {
         format!(
-            "sack={} ts={} ws={}",
+            "sack={} ts={} wscale={}",
             self.sack as u8, self.timestamps as u8, self.window_scaling as u8
         )
     }
@@ -67,68 +202,12 @@ impl OptionSysctls {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HandshakeCase {
+    pub port: u16,
+    pub mtu: u32,
     pub a: OptionSysctls,
     pub b: OptionSysctls,
-    pub mtu: u32,
-    pub data: usize,
-}
-
-fn option_sysctls(rng: &mut CaseRng) -> OptionSysctls {
-    OptionSysctls {
-        sack: rng.gen(),
-        timestamps: rng.gen(),
-        window_scaling: rng.gen(),
-    }
-}
-
-/// The options a SYN or SYN-ACK carried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Offered {
-    mss: Option<u16>,
-    sack: bool,
-    timestamps: bool,
-    window_scale: Option<u8>,
-}
-
-impl Offered {
-    fn of(options: &[TcpOption]) -> Offered {
-        let mut o = Offered::default();
-        for opt in options {
-            match opt {
-                TcpOption::MaxSegmentSize(m) => o.mss = Some(*m),
-                TcpOption::SackPermitted => o.sack = true,
-                TcpOption::Timestamp { .. } => o.timestamps = true,
-                TcpOption::WindowScale(s) => o.window_scale = Some(*s),
-                TcpOption::EndOfList
-                | TcpOption::NoOperation
-                | TcpOption::SackRange(_)
-                | TcpOption::Unknown { .. } => {}
-            }
-        }
-        o
-    }
-    fn render(&self) -> String {
-        format!(
-            "mss {}, sackOK {}, TS {}, wscale {}",
-            self.mss.map_or("-".into(), |m| m.to_string()),
-            if self.sack { "yes" } else { "no" },
-            if self.timestamps { "yes" } else { "no" },
-            self.window_scale.map_or("-".into(), |s| s.to_string())
-        )
-    }
-}
-
-fn header_overhead(family: Family) -> u32 {
-    match family {
-        Family::Ipv4 => 40,
-        Family::Ipv6 => 60,
-    }
-}
-
-fn family_of(trace: &Trace) -> Option<Family> {
-    trace.conversations.iter().find_map(|c| {
-        (c.kind == ConversationKind::Tcp).then_some(harness::sock::Family::of(c.client.addr))
-    })
+    pub a_to_b: usize,
+    pub b_to_a: usize,
 }
 
 impl Property for HandshakeOptions {
@@ -139,12 +218,13 @@ impl Property for HandshakeOptions {
         PropertyInfo {
             id: "tcp.handshake.options",
             suite: "tcp-lifecycle",
-            title: "SYN/SYN-ACK/ACK numbering; MSS from the MTU; SACK, timestamps and window scale per each host's sysctls, echoed only when offered",
+            title: "SYN, SYN-ACK, ACK; SYN and FIN take one sequence number; MSS = MTU − 40/60; SACK, timestamps and window scale follow each host's sysctls, echoed only if offered, scaling only when both sent it",
             clauses: &[
                 "RFC 9293 §3.5",
-                "RFC 9293 §3.4 (SYN and FIN take one sequence number)",
-                "RFC 9293 §3.7.1 (MUST-14/15/16)",
-                "RFC 7323 §2.2, §3.2",
+                "RFC 9293 §3.4",
+                "RFC 9293 §3.7.1 (MUST-14, MUST-15, MUST-16)",
+                "RFC 7323 §2.2",
+                "RFC 7323 §3.2",
                 "RFC 2018 §2",
             ],
             questions: &["Q12", "Q13"],
@@ -154,20 +234,37 @@ impl Property for HandshakeOptions {
         }
     }
 
-    fn generate(&self, rng: &mut CaseRng, _family: Family) -> HandshakeCase {
+    fn generate(&self, rng: &mut CaseRng, family: Family) -> HandshakeCase {
+        let mut sysctls = || OptionSysctls {
+            sack: rng.gen(),
+            timestamps: rng.gen(),
+            window_scaling: rng.gen(),
+        };
+        let (a, b) = (sysctls(), sysctls());
+        // The lab gives every host an IPv6 address too, and IPv6 refuses a link MTU below 1280 (RFC 8200 §5),
+        // so IPv4 cases start there as well.
+        let _ = family;
+        let low = 1280;
+        let mtu = match rng.gen_range(0..4) {
+            0 => 1500,
+            1 => low,
+            2 => 9000,
+            _ => rng.gen_range(low..=9000),
+        };
         HandshakeCase {
-            a: option_sysctls(rng),
-            b: option_sysctls(rng),
-            mtu: match rng.gen_range(0..4) {
-                0 => 1500,
-                1 => 1280,
-                2 => rng.gen_range(1280..=9000),
-                _ => 9000,
-            },
-            data: if rng.gen_bool(0.3) {
+            port: rng.gen_range(1024..=60999),
+            mtu,
+            a,
+            b,
+            a_to_b: if rng.gen_bool(0.2) {
                 0
             } else {
-                rng.gen_range(1..=20_000)
+                rng.gen_range(1..=6000)
+            },
+            b_to_a: if rng.gen_bool(0.3) {
+                0
+            } else {
+                rng.gen_range(1..=4000)
             },
         }
     }
@@ -178,283 +275,1021 @@ impl Property for HandshakeOptions {
             ..LabConfig::default()
         };
         for (host, s) in [(Host::A, case.a), (Host::B, case.b)] {
-            for (key, on) in [
-                ("net.ipv4.tcp_sack", s.sack),
-                ("net.ipv4.tcp_timestamps", s.timestamps),
-                ("net.ipv4.tcp_window_scaling", s.window_scaling),
-            ] {
-                cfg.sysctls.push(SysctlSetting {
-                    host,
-                    key: key.into(),
-                    value: if on { "1" } else { "0" }.into(),
-                });
-            }
+            cfg.sysctls.push(sysctl(host, "net.ipv4.tcp_sack", s.sack));
+            cfg.sysctls
+                .push(sysctl(host, "net.ipv4.tcp_timestamps", s.timestamps));
+            cfg.sysctls.push(sysctl(
+                host,
+                "net.ipv4.tcp_window_scaling",
+                s.window_scaling,
+            ));
         }
         cfg
     }
 
     fn describe(&self, c: &HandshakeCase) -> String {
         format!(
-            "a {}, b {}, MTU {}, a sends {} bytes and closes",
+            "MTU {}, a: {}, b: {}, {} bytes a→b, {} bytes b→a, close",
+            c.mtu,
             c.a.render(),
             c.b.render(),
-            c.mtu,
-            c.data
+            c.a_to_b,
+            c.b_to_a
         )
     }
 
-    fn execute(
-        &self,
-        case: &HandshakeCase,
-        env: &CaseEnv,
-    ) -> Result<ProgramObserved, HarnessError> {
-        let mut p = connected(&[], &[]);
-        if case.data > 0 {
-            p.a.push(Op::Write {
-                sock: 0,
-                len: case.data,
-            });
-        }
-        p.a.extend([Op::Close { sock: 0 }, Op::Sleep { ms: 10 }]);
-        p.b.extend([
-            Op::ReadExact {
-                sock: 1,
-                len: case.data,
-            },
-            Op::Read { sock: 1, max: 1000 },
-            Op::Close { sock: 1 },
-        ]);
-        let (outcomes, sockets) = run_program(env.lab, &p, exec_config(env, 2000))?;
-        Ok(ProgramObserved { outcomes, sockets })
+    fn settle(&self, _case: &HandshakeCase) -> std::time::Duration {
+        // The last ACK (of b's FIN) leaves a within microseconds of the FIN on veth.
+        std::time::Duration::from_millis(20)
     }
 
-    fn check(&self, case: &HandshakeCase, _observed: &ProgramObserved, trace: &Trace) -> Verdict {
-        let mut findings = Findings::default();
-        let segs = segments(trace);
-        let find = |from: Host, pick: &dyn Fn(&Seg) -> bool| {
-            segs.iter().find(|s| s.from == from && pick(s)).cloned()
+    fn execute(&self, c: &HandshakeCase, env: &CaseEnv) -> Result<ProgramObserved, HarnessError> {
+        let tcp = || Op::Socket {
+            kind: SockKind::Tcp,
         };
-        let Some(syn) = find(Host::A, &|s| s.flags.syn && !s.flags.ack) else {
-            findings.push(
-                Violation::new("RFC 9293 §3.5", "no SYN from A")
-                    .field("flags")
-                    .expected("S")
-                    .actual("none in the capture"),
-            );
-            return findings.verdict();
-        };
-        let Some(syn_ack) = find(Host::B, &|s| s.flags.syn && s.flags.ack) else {
-            findings.push(
-                Violation::new("RFC 9293 §3.5", "B did not answer the SYN with a SYN-ACK")
-                    .frame(syn.number)
-                    .field("flags")
-                    .expected("S.")
-                    .actual("none in the capture"),
-            );
-            return findings.verdict();
-        };
-        let family = family_of(trace).unwrap_or(Family::Ipv4);
-        let mss = (case.mtu - header_overhead(family)) as u16;
-        let tcp_of = |s: &Seg| trace.frames[s.index].tcp().cloned().expect("a TCP segment");
-        let syn_opts = Offered::of(&tcp_of(&syn).options);
-        let syn_ack_opts = Offered::of(&tcp_of(&syn_ack).options);
-        let expect_syn = Offered {
-            mss: Some(mss),
-            sack: case.a.sack,
-            timestamps: case.a.timestamps,
-            window_scale: syn_opts.window_scale.filter(|_| case.a.window_scaling),
-        };
-        let ws_ok = |o: &Offered, on: bool| o.window_scale.is_some() == on;
-        findings.check(
-            syn_opts.mss == expect_syn.mss
-                && syn_opts.sack == expect_syn.sack
-                && syn_opts.timestamps == expect_syn.timestamps
-                && ws_ok(&syn_opts, case.a.window_scaling),
-            || {
-                Violation::new(
-                    "RFC 9293 §3.7.1 (MUST-14/15: MSS = MTU − IP and TCP headers); RFC 7323 §2.2, §3.2; RFC 2018 §2",
-                    "A's SYN options do not match the MTU and A's sysctls",
-                )
-                .frame(syn.number)
-                .field("SYN options")
-                .expected(format!(
-                    "mss {mss}, sackOK {}, TS {}, wscale {}",
-                    yes(case.a.sack),
-                    yes(case.a.timestamps),
-                    if case.a.window_scaling { "any" } else { "-" }
-                ))
-                .actual(syn_opts.render())
+        let mut a = vec![
+            Op::Sync,
+            tcp(),
+            Op::Connect {
+                sock: 0,
+                port: c.port,
             },
-        );
-        let both = |x: bool, y: bool| x && y;
-        let want_sack = both(syn_opts.sack, case.b.sack);
-        let want_ts = both(syn_opts.timestamps, case.b.timestamps);
-        let want_ws = both(syn_opts.window_scale.is_some(), case.b.window_scaling);
-        findings.check(
-            syn_ack_opts.mss == Some(mss)
-                && syn_ack_opts.sack == want_sack
-                && syn_ack_opts.timestamps == want_ts
-                && ws_ok(&syn_ack_opts, want_ws),
-            || {
-                let unoffered = (syn_ack_opts.sack && !syn_opts.sack)
-                    || (syn_ack_opts.timestamps && !syn_opts.timestamps)
-                    || (syn_ack_opts.window_scale.is_some() && syn_opts.window_scale.is_none());
-                Violation::new(
-                    "RFC 7323 §2.2, §3.2 and RFC 2018 §2 (a SYN-ACK carries only options the SYN offered); RFC 9293 §3.7.1",
-                    if unoffered {
-                        "B's SYN-ACK carries an option A's SYN did not offer"
-                    } else {
-                        "B's SYN-ACK options do not match the offer, the MTU and B's sysctls"
-                    },
-                )
-                .frames([syn.number, syn_ack.number])
-                .field("SYN-ACK options")
-                .expected(format!(
-                    "mss {mss}, sackOK {}, TS {}, wscale {}",
-                    yes(want_sack),
-                    yes(want_ts),
-                    if want_ws { "any" } else { "-" }
-                ))
-                .actual(syn_ack_opts.render())
+            Op::Sync,
+        ];
+        let mut b = vec![
+            tcp(),
+            Op::Bind {
+                sock: 0,
+                port: c.port,
             },
-        );
-        // Numbering: the SYN takes one sequence number.
-        findings.check(syn_ack.ack == 1, || {
-            Violation::new(
-                "RFC 9293 §3.4 (a SYN occupies one sequence number)",
-                "the SYN-ACK does not acknowledge ISN + 1",
-            )
-            .frames([syn.number, syn_ack.number])
-            .field("ack (relative)")
-            .expected(1)
-            .actual(syn_ack.ack)
-        });
-        match find(Host::A, &|s| !s.flags.syn && s.index > syn_ack.index) {
-            None => findings.push(
-                Violation::new("RFC 9293 §3.5", "A never completed the handshake")
-                    .frame(syn_ack.number)
-                    .field("third segment")
-                    .expected("ACK seq 1 ack 1")
-                    .actual("nothing from A after the SYN-ACK"),
-            ),
-            Some(third) => findings.check(third.seq == 1 && third.ack == 1, || {
-                Violation::new(
-                    "RFC 9293 §3.4, §3.5 (both SYNs occupy one sequence number)",
-                    "the segment after the SYN-ACK is not at seq 1 / ack 1",
-                )
-                .frames([syn_ack.number, third.number])
-                .field("seq/ack (relative)")
-                .expected("1/1")
-                .actual(format!("{}/{}", third.seq, third.ack))
-            }),
+            Op::Listen {
+                sock: 0,
+                backlog: 4,
+            },
+            Op::Sync,
+            Op::Accept { sock: 0 },
+            Op::Sync,
+        ];
+        if c.a_to_b > 0 {
+            a.push(Op::Write {
+                sock: 0,
+                len: c.a_to_b,
+            });
+            b.push(Op::ReadExact {
+                sock: 1,
+                len: c.a_to_b,
+            });
         }
-        if let Some(first_data) = find(Host::A, &|s| s.len > 0) {
-            findings.check(first_data.seq == 1, || {
+        if c.b_to_a > 0 {
+            b.push(Op::Write {
+                sock: 1,
+                len: c.b_to_a,
+            });
+        }
+        a.push(Op::Sync);
+        b.push(Op::Sync);
+        if c.b_to_a > 0 {
+            a.push(Op::ReadExact {
+                sock: 0,
+                len: c.b_to_a,
+            });
+        }
+        a.push(Op::Close { sock: 0 });
+        // b waits for a's FIN (EOF), then closes: both FINs and their ACKs are on the wire.
+        b.push(Op::Read {
+            sock: 1,
+            max: 65_536,
+        });
+        b.push(Op::Close { sock: 1 });
+        a.push(Op::Sync);
+        b.push(Op::Sync);
+        let mut cfg = ExecConfig::new(env.seed, env.family);
+        cfg.io_timeout_ms = 500;
+        run(env, Program { a, b }, cfg)
+    }
+
+    fn check(&self, c: &HandshakeCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
+        let mut f = Findings::default();
+        let a_ops = ops_of(observed, Host::A);
+        let b_ops = ops_of(observed, Host::B);
+        let Some(connect) = a_ops.iter().find(|o| matches!(o.op, Op::Connect { .. })) else {
+            return Verdict::Invalid {
+                reason: "a never ran connect()".into(),
+            };
+        };
+        if connect.result != OpResult::Done {
+            return Verdict::fail(
                 Violation::new(
-                    "RFC 9293 §3.4 (data starts after the SYN's sequence number)",
-                    "A's first data octet is not at ISN + 1",
+                    "RFC 9293 §3.5",
+                    "connect() to a listening port did not complete",
                 )
-                .frame(first_data.number)
+                .field("connect()")
+                .expected("ok")
+                .actual(connect.result.render()),
+            );
+        }
+        let Some(a_port) = connect.sock.as_ref().and_then(|s| s.local_port) else {
+            return Verdict::Invalid {
+                reason: "a's connected socket has no local port".into(),
+            };
+        };
+        let segs = connection(trace, a_port, c.port);
+        let hs = handshake(&segs);
+        let (Some(syn), Some(syn_ack), Some(ack)) = (hs.syn, hs.syn_ack, hs.ack) else {
+            return Verdict::fail(
+                Violation::new(
+                    "RFC 9293 §3.5",
+                    "the three-way handshake is not on the wire",
+                )
+                .frames(segs.iter().take(3).map(|s| s.0))
+                .field("flags")
+                .expected("S from a, S. from b, . from a")
+                .actual(format!(
+                    "SYN {}, SYN-ACK {}, ACK {}",
+                    presence(hs.syn.is_some()),
+                    presence(hs.syn_ack.is_some()),
+                    presence(hs.ack.is_some())
+                )),
+            );
+        };
+        let (syn_no, _, syn) = syn;
+        let (sa_no, _, sa) = syn_ack;
+        let (ack_no, _, ack) = ack;
+        // --- SYN and SYN-ACK each take one sequence number (RFC 9293 §3.4, §3.5).
+        f.check(sa.ack == syn.seq + 1, || {
+            Violation::new(
+                "RFC 9293 §3.5, §3.4 (SYN occupies one sequence number)",
+                "the SYN-ACK does not acknowledge SYN.SEQ+1",
+            )
+            .frames([syn_no, sa_no])
+            .field("ack")
+            .expected(syn.seq + 1)
+            .actual(sa.ack)
+        });
+        f.check(ack.ack == sa.seq + 1, || {
+            Violation::new(
+                "RFC 9293 §3.5, §3.4 (SYN occupies one sequence number)",
+                "the handshake's ACK does not acknowledge SYN-ACK.SEQ+1",
+            )
+            .frames([sa_no, ack_no])
+            .field("ack")
+            .expected(sa.seq + 1)
+            .actual(ack.ack)
+        });
+        if let Some((n, _, d)) = segs
+            .iter()
+            .find(|(_, from, t)| *from == Some(Host::A) && t.payload_len > 0)
+        {
+            f.check(d.seq == syn.seq + 1, || {
+                Violation::new(
+                    "RFC 9293 §3.4 (SYN occupies one sequence number)",
+                    "a's first data byte is not at ISN+1",
+                )
+                .frames([syn_no, *n])
                 .field("seq (relative)")
                 .expected(1)
-                .actual(first_data.seq)
+                .actual(d.seq - syn.seq)
             });
         }
-        let data = case.data as u32;
-        let acked_fin = segs
+        // --- MSS (MUST-14/15/16).
+        let want_mss = expected_mss(c.mtu, frame_family(trace, syn_no));
+        for (no, t, who) in [(syn_no, syn, "SYN"), (sa_no, sa, "SYN-ACK")] {
+            let got = mss_of(t);
+            f.check(got.map(u32::from) == Some(want_mss), || {
+                Violation::new(
+                    "RFC 9293 §3.7.1 (MUST-14, MUST-16)",
+                    format!("the {who}'s MSS option is not MTU − headers"),
+                )
+                .frame(no)
+                .field(format!("{who} option MSS"))
+                .expected(format!("{want_mss} (MTU {} − {})", c.mtu, c.mtu - want_mss))
+                .actual(got.map_or("absent".to_string(), |m| m.to_string()))
+            });
+        }
+        // --- Options per sysctl: offered by the SYN per a's sysctls; echoed by the SYN-ACK only if offered
+        // and enabled on b.
+        let sack_on = c.a.sack && c.b.sack;
+        let ts_on = c.a.timestamps && c.b.timestamps;
+        let ws_on = c.a.window_scaling && c.b.window_scaling;
+        type Probe = fn(&TcpRepr) -> bool;
+        let checks: [(&str, &str, Probe, bool, bool); 3] = [
+            (
+                "SACK-permitted",
+                "RFC 2018 §2",
+                sack_permitted,
+                c.a.sack,
+                c.b.sack,
+            ),
+            (
+                "timestamps",
+                "RFC 7323 §3.2",
+                timestamps,
+                c.a.timestamps,
+                c.b.timestamps,
+            ),
+            (
+                "window scale",
+                "RFC 7323 §2.2",
+                |t| wscale_of(t).is_some(),
+                c.a.window_scaling,
+                c.b.window_scaling,
+            ),
+        ];
+        for (name, clause, has, on_a, on_b) in checks {
+            let key = match name {
+                "SACK-permitted" => "tcp_sack",
+                "timestamps" => "tcp_timestamps",
+                _ => "tcp_window_scaling",
+            };
+            f.check(has(syn) == on_a, || {
+                Violation::new(
+                    clause,
+                    format!("the SYN's {name} option does not follow a's net.ipv4.{key}"),
+                )
+                .frame(syn_no)
+                .field(format!("SYN option {name}"))
+                .expected(format!("{} (a: {key}={})", presence(on_a), on_a as u8))
+                .actual(presence(has(syn)))
+            });
+            let want = on_a && on_b;
+            f.check(has(sa) == want, || {
+                Violation::new(clause, format!("the SYN-ACK's {name} option is not \"offered by the SYN and enabled on b\""))
+                    .frames([syn_no, sa_no])
+                    .field(format!("SYN-ACK option {name}"))
+                    .expected(format!("{} (SYN offered it: {}, b: {key}={})", presence(want), has(syn), on_b as u8))
+                    .actual(presence(has(sa)))
+            });
+        }
+        // Shift each side announced (RFC 7323 §2.2: in force only if both SYNs carried the option).
+        let a_shift = wscale_of(syn);
+        let b_shift = wscale_of(sa);
+        let in_force = a_shift.is_some() && b_shift.is_some();
+        let shift_of = |h: Host| -> u8 {
+            if !in_force {
+                return 0;
+            }
+            match h {
+                Host::A => a_shift.unwrap_or(0),
+                Host::B => b_shift.unwrap_or(0),
+            }
+        };
+        // --- TCP_INFO agrees with the wire.
+        let b_sock = b_ops
             .iter()
-            .any(|s| s.from == Host::B && s.flags.ack && s.ack == data + 2);
-        findings.check(acked_fin, || {
-            Violation::new(
-                "RFC 9293 §3.4 (SYN and FIN each occupy one sequence number)",
-                "B never acknowledged A's data and FIN with data + 2",
-            )
-            .field("ack (relative)")
-            .expected(data + 2)
-            .actual(
-                segs.iter()
-                    .filter(|s| s.from == Host::B)
-                    .map(|s| s.ack)
-                    .max()
-                    .unwrap_or(0),
-            )
-        });
-        // Window scaling in force only when both SYNs carried it.
-        let in_force = syn_opts.window_scale.is_some() && syn_ack_opts.window_scale.is_some();
-        for (host, handshake, shift) in [
-            (Host::A, &syn, syn_opts.window_scale),
-            (Host::B, &syn_ack, syn_ack_opts.window_scale),
+            .find(|o| o.op.sock() == Some(1) && o.sock.as_ref().is_some_and(|s| s.tcp.is_some()));
+        for (host, snap) in [
+            (Host::A, connect.sock.as_ref()),
+            (Host::B, b_sock.and_then(|o| o.sock.as_ref())),
         ] {
-            let Some(first) = find(host, &|s| {
-                !s.flags.syn && !s.flags.rst && s.index > syn_ack.index
-            }) else {
+            let Some(info) = snap.and_then(|s| s.tcp) else {
                 continue;
             };
-            let shift = if in_force { shift.unwrap_or(0) } else { 0 };
-            let scaled = (first.window as u64) << shift;
-            let floor = handshake.window as u64 / 4;
-            findings.check(scaled >= floor, || {
+            let want_bits = (ts_on as u8) | ((sack_on as u8) << 1) | ((ws_on as u8) << 2);
+            let got_bits = info.options & 7;
+            f.check(got_bits == want_bits, || {
                 Violation::new(
-                    "RFC 7323 §2.2 (the shift applies only when both SYNs carried Window Scale; the SYN's own window is unscaled)",
+                    "RFC 7323 §2.2, §3.2; RFC 2018 §2",
                     format!(
-                        "{}'s first window after the handshake is far below its SYN window: {}",
-                        host.name(),
-                        if in_force {
-                            "the negotiated shift was not applied"
-                        } else {
-                            "a shift was applied although scaling was not negotiated"
-                        }
+                        "{}'s TCP_INFO options disagree with the negotiated handshake",
+                        host.name()
                     ),
                 )
-                .frames([handshake.number, first.number])
-                .field("window")
-                .expected(format!(
-                    "≥ {floor} bytes (a quarter of the SYN window {}), shift {shift}",
-                    handshake.window
-                ))
-                .actual(format!("{} << {shift} = {scaled}", first.window))
+                .frames([syn_no, sa_no])
+                .field("tcpi_options (1 TS, 2 SACK, 4 WSCALE)")
+                .expected(want_bits)
+                .actual(got_bits)
+            });
+            let (own, peer) = (shift_of(host), shift_of(host.other()));
+            f.check(info.rcv_wscale == own && info.snd_wscale == peer, || {
+                Violation::new(
+                    "RFC 7323 §2.2",
+                    format!(
+                        "{}'s window scale in TCP_INFO is not the one negotiated",
+                        host.name()
+                    ),
+                )
+                .frames([syn_no, sa_no])
+                .field("tcpi_rcv_wscale/tcpi_snd_wscale")
+                .expected(format!("{own}/{peer} (scaling in force: {in_force})"))
+                .actual(format!("{}/{}", info.rcv_wscale, info.snd_wscale))
             });
         }
-        findings.note(format!(
-            "scaling {}",
-            if in_force { "in force" } else { "off" }
+        // --- Window fields in the data phase, scaled only when scaling is in force.
+        let rcvbuf = |host: Host, sock: usize| -> Option<u32> {
+            observed
+                .outcomes
+                .iter()
+                .filter(|o| o.host == host && o.op.sock() == Some(sock))
+                .filter_map(|o| o.sock.as_ref().and_then(|s| s.rcvbuf))
+                .max()
+                .map(|v| v as u32)
+        };
+        let bufs = [(Host::A, rcvbuf(Host::A, 0)), (Host::B, rcvbuf(Host::B, 1))];
+        for (no, from, t) in &segs {
+            let Some(from) = *from else { continue };
+            if t.flags.syn || t.flags.rst {
+                continue;
+            }
+            let shift = shift_of(from);
+            let scaled = (t.window as u32) << shift;
+            let max = bufs
+                .iter()
+                .find(|(h, _)| *h == from)
+                .and_then(|(_, b)| *b)
+                .unwrap_or(u32::MAX);
+            if !(MIN_SCALED_WINDOW..=max).contains(&scaled) {
+                f.push(
+                    Violation::new("RFC 7323 §2.2", format!("{}'s advertised window, scaled as negotiated, is implausible: the shift is applied or omitted wrongly", from.name()))
+                        .frames([syn_no, sa_no, *no])
+                        .field("window")
+                        .expected(format!("raw field × 2^{shift} within {MIN_SCALED_WINDOW}..={max} (SO_RCVBUF)"))
+                        .actual(format!("{} × 2^{shift} = {scaled}", t.window)),
+                );
+                break;
+            }
+        }
+        // --- No segment larger than the peer's MSS (RFC 9293 §3.7.1 MUST-15 via the effective send MSS).
+        for (no, from, t) in &segs {
+            let peer_mss = match from {
+                Some(Host::A) => mss_of(sa),
+                Some(Host::B) => mss_of(syn),
+                None => None,
+            };
+            if let Some(m) = peer_mss {
+                if t.payload_len > m as usize {
+                    f.push(
+                        Violation::new(
+                            "RFC 9293 §3.7.1 (MUST-15); RFC 879",
+                            "a segment is larger than the MSS its receiver announced",
+                        )
+                        .frame(*no)
+                        .field("payload length")
+                        .expected(format!("≤ {m}"))
+                        .actual(t.payload_len),
+                    );
+                    break;
+                }
+            }
+        }
+        // --- Each FIN takes one sequence number: acknowledged at FIN.SEQ+LEN+1, never beyond.
+        for closer in [Host::A, Host::B] {
+            let Some((fin_no, _, fin)) = segs
+                .iter()
+                .find(|(_, from, t)| *from == Some(closer) && t.flags.fin)
+                .copied()
+            else {
+                f.push(
+                    Violation::new(
+                        "RFC 9293 §3.6",
+                        format!("{} closed but sent no FIN", closer.name()),
+                    )
+                    .field("flags")
+                    .expected("F")
+                    .actual("no FIN before the capture ended"),
+                );
+                continue;
+            };
+            let want = fin.seq + (fin.payload_len as u32 + 1);
+            let acks: Vec<&Seg> = segs
+                .iter()
+                .filter(|(n, from, t)| {
+                    *n > fin_no && *from == Some(closer.other()) && t.flags.ack && !t.flags.rst
+                })
+                .collect();
+            let exact = acks.iter().any(|(_, _, t)| t.ack == want);
+            let beyond = acks.iter().find(|(_, _, t)| t.ack > want);
+            if let Some((n, _, t)) = beyond {
+                f.push(
+                    Violation::new(
+                        "RFC 9293 §3.4 (FIN occupies one sequence number)",
+                        format!(
+                            "{} acknowledged beyond {}'s FIN",
+                            closer.other().name(),
+                            closer.name()
+                        ),
+                    )
+                    .frames([fin_no, *n])
+                    .field("ack")
+                    .expected(format!("{want} (FIN.SEQ+LEN+1)"))
+                    .actual(t.ack),
+                );
+            } else if !exact {
+                f.push(
+                    Violation::new(
+                        "RFC 9293 §3.4 (FIN occupies one sequence number)",
+                        format!(
+                            "{}'s FIN was never acknowledged at FIN.SEQ+LEN+1",
+                            closer.name()
+                        ),
+                    )
+                    .frames(std::iter::once(fin_no).chain(acks.iter().map(|s| s.0)))
+                    .field("ack")
+                    .expected(format!("{want} (FIN.SEQ+LEN+1)"))
+                    .actual(
+                        acks.last()
+                            .map_or("no ACK after the FIN".to_string(), |s| s.2.ack.to_string()),
+                    ),
+                );
+            }
+        }
+        f.note(format!(
+            "options in force: sack={} ts={} wscale={}",
+            sack_on as u8, ts_on as u8, ws_on as u8
         ));
-        findings.verdict()
+        f.verdict()
     }
 }
 
-fn yes(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
+/// The family of frame `number` (1-based), from its addresses (the case itself does not store the family).
+fn frame_family(trace: &Trace, number: usize) -> Family {
+    trace
+        .frames
+        .get(number - 1)
+        .and_then(|f| f.packet.as_ref().ok().and_then(|p| p.src_ip()))
+        .map(Family::of)
+        .unwrap_or(Family::Ipv4)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// tcp.accept.backlog
+// ---------------------------------------------------------------------------------------------------------------
+
+/// How long a connect into a full accept queue is given: well below the first SYN retransmission at
+/// TCP_TIMEOUT_INIT (1 s), well above a veth handshake (tens of µs; kernel-facts).
+const OVERFLOW_CONNECT_MS: u32 = 200;
+
+/// Judges the final-ACK race: both raced handshakes complete on the wire; with `tcp_abort_on_overflow=1` b
+/// resets the connection whose final ACK met the full queue (`<SEQ=SEG.ACK><CTL=RST>`, RFC 9293 §3.5.2: a reset
+/// for a segment with ACK takes its sequence number from the ACK field), with 0 it drops that ACK silently (no RST; its SYN-ACK would be
+/// retransmitted after TCP_TIMEOUT_INIT, 1 s, not waited for). Returns the raced connection b may accept.
+fn check_race(
+    f: &mut Findings,
+    c: &BacklogCase,
+    trace: &Trace,
+    raced: &[&&OpOutcome],
+    last_accepted: Option<u16>,
+) -> Option<u16> {
+    const CLAUSE: &str = "ip-sysctl tcp_abort_on_overflow; listen(2)";
+    let ports: Vec<u16> = raced
+        .iter()
+        .filter_map(|o| o.sock.as_ref().and_then(|s| s.local_port))
+        .collect();
+    if ports.len() != 2 {
+        f.push(
+            Violation::new(CLAUSE, "the two raced connects have no local ports")
+                .field("getsockname()")
+                .expected("2 ports")
+                .actual(ports.len()),
+        );
+        return None;
+    }
+    let mut reset = Vec::new();
+    for &p in &ports {
+        let segs = connection(trace, p, c.port);
+        let hs = handshake(&segs);
+        let Some((ack_no, _, ack)) = hs.ack else {
+            f.push(
+                Violation::new("RFC 9293 §3.5", format!("the raced connection from port {p} did not finish its handshake on the wire"))
+                    .frames(segs.iter().map(|s| s.0))
+                    .field("flags")
+                    .expected("S, S., . (both SYNs reach b while the queue still has room)")
+                    .actual(format!("SYN {}, SYN-ACK {}, ACK {}", presence(hs.syn.is_some()), presence(hs.syn_ack.is_some()), presence(hs.ack.is_some()))),
+            );
+            continue;
+        };
+        if let Some((rst_no, _, rst)) = segs
+            .iter()
+            .find(|(n, from, t)| *n > ack_no && *from == Some(Host::B) && t.flags.rst)
+        {
+            reset.push(p);
+            f.check(rst.seq == ack.ack && !rst.flags.ack, || {
+                Violation::new(
+                    "RFC 9293 §3.5.2 (a reset for a segment with ACK: <SEQ=SEG.ACK><CTL=RST>)",
+                    "the overflow RST does not carry SEQ=SEG.ACK without the ACK bit",
+                )
+                .frames([ack_no, *rst_no])
+                .field("seq/flags")
+                .expected(format!("seq {} flags R", ack.ack))
+                .actual(format!("seq {} flags {}", rst.seq, rst.flags.tcpdump()))
+            });
+        }
+    }
+    let want_resets = c.abort_on_overflow as usize;
+    f.check(reset.len() == want_resets, || {
+        Violation::new(CLAUSE, "a final ACK that met a full accept queue was not handled as tcp_abort_on_overflow says")
+            .field("RST from b on the raced connections")
+            .expected(if c.abort_on_overflow {
+                "exactly one (tcp_abort_on_overflow=1: reset)"
+            } else {
+                "none (tcp_abort_on_overflow=0: the ACK is dropped, the SYN-ACK retransmitted later)"
+            })
+            .actual(format!("{} (ports {reset:?})", reset.len()))
+    });
+    match last_accepted {
+        Some(p) if ports.contains(&p) && !reset.contains(&p) => Some(p),
+        // The accepted one must be a raced connection that was not reset: expect the first raced port so the
+        // FIFO check reports the difference.
+        _ => ports.iter().find(|p| !reset.contains(p)).copied(),
     }
 }
 
-/// Connections are told apart by their 4-tuple (lab Q16).
+/// Passive open and the accept queue (lab Q10, Q11, Q14).
 ///
-/// RFC 9293 §3.1: "a pair of sockets uniquely identifies each connection"; a socket is an address and a
-/// port. Several connections from one host to one listening port therefore coexist, differing only in the
-/// client's port, and each has its own sequence space (§3.4: an ISN per connection). (The lab's "two ports
-/// and two sequence numbers": the sequence numbers are not part of the identity.)
+/// RFC 9293 §3.5 and §3.9.1 (OPEN, passive): the handshake completes in the TCP layer; the application's
+/// accept (Linux) only takes a completed connection off the queue. listen(2): `backlog` bounds the queue of
+/// completely established sockets waiting to be accepted; "if a connection request arrives when the queue is
+/// full, ... the request may be ignored so that a later reattempt at connection succeeds". Linux holds
+/// backlog + 1 connections (`sk_acceptq_is_full`: `sk_ack_backlog > sk_max_ack_backlog`) and drops a SYN that
+/// meets a full queue (tcp_conn_request, LINUX_MIB_LISTENOVERFLOWS) whatever `tcp_abort_on_overflow` says:
+/// ip-sysctl's "reset them" applies to the final ACK of a handshake meeting a full queue (see the module doc).
 ///
-/// Cases: 2–8 connections from a to b's one listening port; a writes 1–20,000 bytes on each, interleaved
-/// in rounds across the connections, then half-closes each; b accepts them all, reads each to EOF, answers
-/// 1–5,000 bytes and closes; a reads each answer to EOF.
+/// Cases: backlog 1–4, `tcp_abort_on_overflow` 0 or 1 on b, 1..=backlog+1 queued connects plus 0–2 that
+/// overflow; or (30 %) `backlog` queued connects then two non-blocking connects at once over a relay with
+/// [`RACE_DELAY_US`] each way and `tcp_syncookies=0` on b, so both SYNs are answered and the second final ACK
+/// meets a full queue (see [`check_race`]). b calls accept only after every connect returned; then one more
+/// connection is made and accepted.
 ///
-/// Checked: the capture holds one conversation per connection, all to b's port, with distinct client ports
-/// and distinct ISNs in each direction; on each connection the FINs sit at 1 + the bytes written on it; b's
-/// socket whose peer is a's port p read exactly what a wrote on p and a's socket read exactly what b wrote
-/// on the matching accepted socket (every byte is checked against the writer's stream, so a byte that
-/// crossed connections is reported as corrupt).
+/// Checked: every connect within backlog+1 returns before b calls accept, ESTABLISHED, its SYN, SYN-ACK and ACK
+/// on the wire; each overflowing connect does not complete within [`OVERFLOW_CONNECT_MS`] and its SYN gets
+/// no answer (no SYN-ACK, no RST); accepts return new, distinct sockets whose peers are the queued connects
+/// in connect order (FIFO), none of the overflowing ones; the listener stays in LISTEN and the later
+/// connection is accepted too.
+pub struct AcceptBacklog;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BacklogCase {
+    pub port: u16,
+    pub backlog: i32,
+    /// Connects that fit in the queue (1..=backlog+1).
+    pub queued: usize,
+    /// Connects beyond backlog+1 (only when `queued` = backlog+1).
+    pub overflow: usize,
+    pub abort_on_overflow: bool,
+    /// Final-ACK race: with `queued` = backlog, two connects are started at once over a 5 ms relay so that the
+    /// second final ACK meets a full queue (then `overflow` = 0).
+    #[serde(default)]
+    pub race: bool,
+}
+
+impl BacklogCase {
+    /// Connections b accepts from the first queue.
+    fn accepted(&self) -> usize {
+        self.queued + self.race as usize
+    }
+    /// a's connect ops before the later connection.
+    fn connects(&self) -> usize {
+        self.queued + self.overflow + 2 * self.race as usize
+    }
+}
+
+/// One-way delay of the relay in race cases: both SYNs reach b before either final ACK (RTT 10 ms ≫ the
+/// microseconds between two non-blocking connect() calls).
+const RACE_DELAY_US: u64 = 5_000;
+/// How long a waits after the raced connects: two round trips (20 ms) plus slack for a loaded 2-core box.
+const RACE_WAIT_MS: u32 = 80;
+
+impl Property for AcceptBacklog {
+    type Case = BacklogCase;
+    type Observed = ProgramObserved;
+
+    fn info(&self) -> PropertyInfo {
+        PropertyInfo {
+            id: "tcp.accept.backlog",
+            suite: "tcp-lifecycle",
+            title: "the handshake completes before accept(); completed connections queue (backlog + 1 on Linux) and are accepted FIFO as new sockets; a SYN meeting a full queue is ignored; the listener stays usable",
+            clauses: &["RFC 9293 §3.5", "RFC 9293 §3.9.1", "listen(2)"],
+            questions: &["Q10", "Q11", "Q14"],
+            needs: Needs {
+                link: LinkKind::Veth,
+            },
+        }
+    }
+
+    fn generate(&self, rng: &mut CaseRng, _family: Family) -> BacklogCase {
+        let backlog = rng.gen_range(1..=4);
+        if rng.gen_bool(0.3) {
+            return BacklogCase {
+                port: rng.gen_range(1024..=60999),
+                backlog,
+                queued: backlog as usize,
+                overflow: 0,
+                abort_on_overflow: rng.gen(),
+                race: true,
+            };
+        }
+        let full = rng.gen_bool(0.6);
+        let queued = if full {
+            backlog as usize + 1
+        } else {
+            rng.gen_range(1..=backlog as usize + 1)
+        };
+        BacklogCase {
+            port: rng.gen_range(1024..=60999),
+            backlog,
+            queued,
+            overflow: if queued == backlog as usize + 1 {
+                rng.gen_range(0..=2)
+            } else {
+                0
+            },
+            abort_on_overflow: rng.gen(),
+            race: false,
+        }
+    }
+
+    fn lab_config(&self, c: &BacklogCase) -> LabConfig {
+        let mut cfg = LabConfig::default();
+        cfg.sysctls.push(sysctl(
+            Host::B,
+            "net.ipv4.tcp_abort_on_overflow",
+            c.abort_on_overflow,
+        ));
+        if c.race {
+            let delay = harness::link::relay::Impairment {
+                delay_us: RACE_DELAY_US,
+                ..Default::default()
+            };
+            cfg.link = harness::link::LinkSpec::Relay(harness::link::RelaySpec {
+                a_to_b: delay.clone(),
+                b_to_a: delay,
+                seed: 1,
+            });
+            // Two handshakes pending at once must both get a real SYN-ACK, not a SYN cookie (the request queue
+            // check in tcp_conn_request), so the second final ACK reaches the accept-queue check.
+            cfg.sysctls
+                .push(sysctl(Host::B, "net.ipv4.tcp_syncookies", false));
+        }
+        cfg
+    }
+
+    fn describe(&self, c: &BacklogCase) -> String {
+        if c.race {
+            return format!(
+                "listen(backlog {}), {} queued, then two connects at once over a {} ms relay (the second final ACK meets a full queue), tcp_abort_on_overflow={}",
+                c.backlog,
+                c.queued,
+                RACE_DELAY_US / 1000,
+                c.abort_on_overflow as u8
+            );
+        }
+        format!(
+            "listen(backlog {}), {} queued + {} overflowing connect(s), tcp_abort_on_overflow={}, then accept all and one more",
+            c.backlog, c.queued, c.overflow, c.abort_on_overflow as u8
+        )
+    }
+
+    fn execute(&self, c: &BacklogCase, env: &CaseEnv) -> Result<ProgramObserved, HarnessError> {
+        let tcp = || Op::Socket {
+            kind: SockKind::Tcp,
+        };
+        let total = c.queued + c.overflow;
+        let mut a = vec![Op::Sync];
+        for i in 0..total {
+            a.push(tcp());
+            a.push(Op::Connect {
+                sock: i,
+                port: c.port,
+            });
+        }
+        if c.race {
+            for i in total..total + 2 {
+                a.push(tcp());
+                a.push(Op::SetOpt {
+                    sock: i,
+                    opt: harness::ops::SockOpt::NonBlocking(true),
+                });
+            }
+            a.push(Op::Connect {
+                sock: total,
+                port: c.port,
+            });
+            a.push(Op::Connect {
+                sock: total + 1,
+                port: c.port,
+            });
+            a.push(Op::Sleep { ms: RACE_WAIT_MS });
+        }
+        a.push(Op::Sync);
+        let b = {
+            let mut b = vec![
+                tcp(),
+                Op::Bind {
+                    sock: 0,
+                    port: c.port,
+                },
+                Op::Listen {
+                    sock: 0,
+                    backlog: c.backlog,
+                },
+                Op::Sync,
+                // a connects while b does not call accept.
+                Op::Sync,
+            ];
+            for _ in 0..c.accepted() {
+                b.push(Op::Accept { sock: 0 });
+            }
+            // A no-wait op on each accepted socket snapshots its peer.
+            for k in 0..c.accepted() {
+                b.push(Op::WaitWritable { sock: 1 + k, ms: 0 });
+            }
+            b.push(Op::Sync);
+            b.push(Op::Sync);
+            b.push(Op::Accept { sock: 0 });
+            b.push(Op::WaitWritable {
+                sock: 1 + c.accepted(),
+                ms: 0,
+            });
+            b
+        };
+        // The later connection, after the queue was drained.
+        a.push(Op::Sync);
+        a.push(tcp());
+        a.push(Op::Connect {
+            sock: c.connects(),
+            port: c.port,
+        });
+        a.push(Op::Sync);
+        let mut cfg = ExecConfig::new(env.seed, env.family);
+        cfg.connect_timeout_ms = OVERFLOW_CONNECT_MS;
+        cfg.io_timeout_ms = 300;
+        run(env, Program { a, b }, cfg)
+    }
+
+    fn check(&self, c: &BacklogCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
+        const QUEUE: &str = "RFC 9293 §3.5, §3.9.1; listen(2)";
+        let mut f = Findings::default();
+        let a_ops = ops_of(observed, Host::A);
+        let b_ops = ops_of(observed, Host::B);
+        let connects: Vec<&&OpOutcome> = a_ops
+            .iter()
+            .filter(|o| matches!(o.op, Op::Connect { .. }))
+            .collect();
+        let total = c.connects();
+        if connects.len() != total + 1 {
+            return Verdict::Invalid {
+                reason: format!(
+                    "a ran {} connects, the program has {}",
+                    connects.len(),
+                    total + 1
+                ),
+            };
+        }
+        let port_of = |o: &OpOutcome| o.sock.as_ref().and_then(|s| s.local_port);
+        // Queued connects: complete before any accept, ESTABLISHED, handshake on the wire.
+        let mut queued_ports = Vec::new();
+        for (i, o) in connects.iter().take(c.queued).enumerate() {
+            let port = port_of(o);
+            let state = o.sock.as_ref().and_then(|s| s.state());
+            f.check(o.result == OpResult::Done && state == Some(TcpState::Established), || {
+                Violation::new(QUEUE, format!("connect #{i} did not complete while b had not called accept (the queue holds backlog + 1 = {})", c.backlog + 1))
+                    .field("connect()")
+                    .expected("ok, ESTABLISHED")
+                    .actual(format!("{}, {}", o.result.render(), state.map_or("?", |s| s.rfc_name())))
+            });
+            let Some(port) = port else { continue };
+            queued_ports.push(port);
+            let segs = connection(trace, port, c.port);
+            let hs = handshake(&segs);
+            f.check(
+                hs.syn.is_some() && hs.syn_ack.is_some() && hs.ack.is_some(),
+                || {
+                    Violation::new(
+                        "RFC 9293 §3.5",
+                        format!(
+                            "connect #{i} returned but its three-way handshake is not on the wire"
+                        ),
+                    )
+                    .frames(segs.iter().map(|s| s.0))
+                    .field("flags")
+                    .expected("S, S., . before accept()")
+                    .actual(format!(
+                        "SYN {}, SYN-ACK {}, ACK {}",
+                        presence(hs.syn.is_some()),
+                        presence(hs.syn_ack.is_some()),
+                        presence(hs.ack.is_some())
+                    ))
+                },
+            );
+        }
+        // Overflowing connects: the SYN is ignored (both tcp_abort_on_overflow values).
+        let mut overflow_ports = Vec::new();
+        for (i, o) in connects.iter().enumerate().skip(c.queued).take(c.overflow) {
+            f.check(o.result == OpResult::TimedOut, || {
+                Violation::new(
+                    "listen(2); Linux sk_acceptq_is_full (backlog + 1)",
+                    format!("connect #{i} into a full accept queue did not stay unanswered"),
+                )
+                .field("connect()")
+                .expected(format!(
+                    "no completion within {OVERFLOW_CONNECT_MS} ms (SYN dropped)"
+                ))
+                .actual(o.result.render())
+            });
+            let Some(port) = port_of(o) else { continue };
+            overflow_ports.push(port);
+            let segs = connection(trace, port, c.port);
+            let answers: Vec<&Seg> = segs.iter().filter(|s| s.1 == Some(Host::B)).collect();
+            let syn = segs.iter().find(|s| s.1 == Some(Host::A) && s.2.flags.syn);
+            f.check(syn.is_some() && answers.is_empty(), || {
+                Violation::new(
+                    "listen(2); Linux tcp_conn_request (LISTENOVERFLOWS: SYN dropped)",
+                    format!("the SYN of connect #{i} into a full accept queue was answered"),
+                )
+                .frames(segs.iter().map(|s| s.0))
+                .field("reply to SYN")
+                .expected(format!(
+                    "nothing (tcp_abort_on_overflow={} only acts on a final ACK)",
+                    c.abort_on_overflow as u8
+                ))
+                .actual(
+                    answers
+                        .first()
+                        .map_or("no SYN on the wire".to_string(), |s| {
+                            format!("[{}] from b", s.2.flags.tcpdump())
+                        }),
+                )
+            });
+        }
+        // Accepts: new distinct sockets, peers in connect order, the listener still listening.
+        let accepts: Vec<&&OpOutcome> = b_ops
+            .iter()
+            .filter(|o| matches!(o.op, Op::Accept { .. }))
+            .collect();
+        let mut seen_index = BTreeSet::new();
+        let accepted_peer = |o: &OpOutcome| -> Option<u16> {
+            let OpResult::Value { value } = o.result else {
+                return None;
+            };
+            b_ops
+                .iter()
+                .find(|p| p.op.sock() == Some(value as usize))
+                .and_then(|p| p.sock.as_ref().and_then(|s| s.peer_port))
+        };
+        let mut got_order = Vec::new();
+        for (k, o) in accepts.iter().take(c.accepted()).enumerate() {
+            match o.result {
+                OpResult::Value { value } => {
+                    f.check(value != 0 && seen_index.insert(value), || {
+                        Violation::new(QUEUE, format!("accept #{k} did not return a new socket"))
+                            .field("accept()")
+                            .expected("a new socket index")
+                            .actual(value)
+                    });
+                }
+                ref other => f.push(
+                    Violation::new(
+                        QUEUE,
+                        format!(
+                            "accept #{k} found no queued connection although {} completed",
+                            c.queued
+                        ),
+                    )
+                    .field("accept()")
+                    .expected("a new socket")
+                    .actual(other.render()),
+                ),
+            }
+            got_order.push(accepted_peer(o));
+            let listening = o.sock.as_ref().and_then(|s| s.state());
+            f.check(listening == Some(TcpState::Listen), || {
+                Violation::new(
+                    "RFC 9293 §3.9.1 (the listener stays open)",
+                    format!("the listener left LISTEN after accept #{k}"),
+                )
+                .field("listener state")
+                .expected("LISTEN")
+                .actual(listening.map_or("?", |s| s.rfc_name()))
+            });
+        }
+        let mut want_order: Vec<Option<u16>> = queued_ports.iter().map(|p| Some(*p)).collect();
+        if c.race {
+            let raced = &connects[c.queued..c.queued + 2];
+            let admitted = check_race(&mut f, c, trace, raced, got_order.last().copied().flatten());
+            want_order.push(admitted);
+        }
+        if got_order.len() == want_order.len() && !got_order.contains(&None) {
+            f.check(got_order == want_order, || {
+                Violation::new(
+                    QUEUE,
+                    "connections were not accepted in the order they completed (FIFO)",
+                )
+                .field("accepted peers' ports")
+                .expected(render_ports(&want_order))
+                .actual(render_ports(&got_order))
+            });
+            let leaked: Vec<u16> = got_order
+                .iter()
+                .flatten()
+                .filter(|p| overflow_ports.contains(p))
+                .copied()
+                .collect();
+            f.check(leaked.is_empty(), || {
+                Violation::new(
+                    QUEUE,
+                    "an overflowing connection was accepted from the first queue",
+                )
+                .field("accepted peers' ports")
+                .expected(format!("none of {overflow_ports:?}"))
+                .actual(format!("{leaked:?}"))
+            });
+        }
+        // The later connection.
+        let later = connects[total];
+        let later_accept = accepts.get(c.accepted());
+        let later_ok = later.result == OpResult::Done
+            && later_accept.is_some_and(|o| matches!(o.result, OpResult::Value { .. }));
+        f.check(later_ok, || {
+            Violation::new(
+                "RFC 9293 §3.9.1 (the listener stays open)",
+                "a connection after the queue was drained was not accepted",
+            )
+            .field("connect()/accept()")
+            .expected("ok / a new socket")
+            .actual(format!(
+                "{} / {}",
+                later.result.render(),
+                later_accept.map_or("not run".to_string(), |o| o.result.render())
+            ))
+        });
+        if let (Some(o), Some(port)) = (later_accept, port_of(later)) {
+            let peer = accepted_peer(o);
+            f.check(!later_ok || peer == Some(port), || {
+                Violation::new(
+                    QUEUE,
+                    "the later accept returned a different connection than the later connect",
+                )
+                .field("accepted peer port")
+                .expected(port)
+                .actual(peer.map_or("?".to_string(), |p| p.to_string()))
+            });
+        }
+        if c.race {
+            f.note(format!(
+                "final-ACK race, tcp_abort_on_overflow={}: {}",
+                c.abort_on_overflow as u8,
+                if c.abort_on_overflow {
+                    "RST"
+                } else {
+                    "ACK dropped silently"
+                }
+            ));
+        } else {
+            f.note(format!(
+                "queued {} of backlog+1 = {}, overflow {}",
+                c.queued,
+                c.backlog + 1,
+                c.overflow
+            ));
+        }
+        f.verdict()
+    }
+}
+
+fn render_ports(ports: &[Option<u16>]) -> String {
+    let v: Vec<String> = ports
+        .iter()
+        .map(|p| p.map_or("?".to_string(), |p| p.to_string()))
+        .collect();
+    v.join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// tcp.identity.four_tuple
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A connection is its 4-tuple (lab Q16).
+///
+/// RFC 9293 §3.1: "the pair of sockets [address, port] uniquely identifies each connection"; several connections
+/// from one host to one listening port differ by the client port, and each has its own sequence space (§3.4:
+/// ISN chosen per connection). Cases: 2–8 connections from a to one port on b, 2–4 writes of 1–3000 bytes per
+/// connection in a random interleaving, then b writes 1–2000 bytes back on each.
+///
+/// Checked: all of a's source ports are distinct and each accepted socket's peer is one of them; the SYNs'
+/// ISNs are pairwise distinct, and so are the SYN-ACKs' (Linux derives them from a keyed hash of the 4-tuple
+/// and a clock, RFC 6528; a coincidence has probability ~N²/2³³ and is a tolerance we do not expect to need);
+/// every accepted socket reads exactly the bytes its own peer wrote (the executor checks each byte against the
+/// stream of the writer's port, so a crossed byte is reported at its stream offset), and so does every socket
+/// on a.
 pub struct FourTuple;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FourTupleCase {
-    /// Per connection, the sizes of a's writes (one per round).
-    pub a_writes: Vec<Vec<usize>>,
-    /// Per accepted connection, the bytes b answers.
-    pub b_answers: Vec<usize>,
+    pub port: u16,
+    pub connections: usize,
+    /// (connection, bytes) in write order.
+    pub writes: Vec<(usize, usize)>,
+    /// Bytes b writes back on each connection.
+    pub replies: Vec<usize>,
+}
+
+impl FourTupleCase {
+    fn total(&self, conn: usize) -> usize {
+        self.writes
+            .iter()
+            .filter(|(c, _)| *c == conn)
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 impl Property for FourTuple {
@@ -465,7 +1300,7 @@ impl Property for FourTuple {
         PropertyInfo {
             id: "tcp.identity.four_tuple",
             suite: "tcp-lifecycle",
-            title: "connections from one host to one port coexist, one per client port, each with its own sequence space; data never crosses",
+            title: "several connections from one host to one listening port coexist, told apart by the client port, each with its own ISN; data never crosses between them",
             clauses: &["RFC 9293 §3.1", "RFC 9293 §3.4 (ISN per connection)"],
             questions: &["Q16"],
             needs: Needs {
@@ -475,54 +1310,53 @@ impl Property for FourTuple {
     }
 
     fn generate(&self, rng: &mut CaseRng, _family: Family) -> FourTupleCase {
-        let n = rng.gen_range(2..=8);
-        let rounds = rng.gen_range(1..=3);
+        let connections = rng.gen_range(2..=8);
+        let mut writes = Vec::new();
+        for conn in 0..connections {
+            for _ in 0..rng.gen_range(2..=4) {
+                writes.push((conn, rng.gen_range(1..=3000)));
+            }
+        }
+        writes.shuffle(rng);
         FourTupleCase {
-            a_writes: (0..n)
-                .map(|_| {
-                    (0..rounds)
-                        .map(|_| rng.gen_range(1..=20_000 / rounds))
-                        .collect()
-                })
-                .collect(),
-            b_answers: (0..n).map(|_| rng.gen_range(1..=5000)).collect(),
+            port: rng.gen_range(1024..=60999),
+            connections,
+            writes,
+            replies: (0..connections).map(|_| rng.gen_range(1..=2000)).collect(),
         }
     }
 
     fn describe(&self, c: &FourTupleCase) -> String {
-        let totals: Vec<usize> = c.a_writes.iter().map(|w| w.iter().sum()).collect();
+        let totals: Vec<String> = (0..c.connections).map(|i| c.total(i).to_string()).collect();
         format!(
-            "{} connections to one port; a writes {:?} (interleaved), b answers {:?}",
-            c.a_writes.len(),
-            totals,
-            c.b_answers
+            "{} connections to port {}, {} interleaved writes (bytes per connection: {}), replies {:?}",
+            c.connections,
+            c.port,
+            c.writes.len(),
+            totals.join("/"),
+            c.replies
         )
     }
 
-    fn execute(
-        &self,
-        case: &FourTupleCase,
-        env: &CaseEnv,
-    ) -> Result<ProgramObserved, HarnessError> {
-        let n = case.a_writes.len();
+    fn execute(&self, c: &FourTupleCase, env: &CaseEnv) -> Result<ProgramObserved, HarnessError> {
+        let tcp = || Op::Socket {
+            kind: SockKind::Tcp,
+        };
+        let n = c.connections;
         let mut a = vec![Op::Sync];
         for i in 0..n {
-            a.push(Op::Socket {
-                kind: SockKind::Tcp,
-            });
+            a.push(tcp());
             a.push(Op::Connect {
                 sock: i,
-                port: PORT,
+                port: c.port,
             });
         }
         a.push(Op::Sync);
         let mut b = vec![
-            Op::Socket {
-                kind: SockKind::Tcp,
-            },
+            tcp(),
             Op::Bind {
                 sock: 0,
-                port: PORT,
+                port: c.port,
             },
             Op::Listen {
                 sock: 0,
@@ -531,523 +1365,257 @@ impl Property for FourTuple {
             Op::Sync,
             Op::Sync,
         ];
-        b.extend((0..n).map(|_| Op::Accept { sock: 0 }));
-        let rounds = case.a_writes.iter().map(Vec::len).max().unwrap_or(0);
-        for r in 0..rounds {
-            for (i, w) in case.a_writes.iter().enumerate() {
-                if let Some(&len) = w.get(r) {
-                    a.push(Op::Write { sock: i, len });
-                }
-            }
+        for _ in 0..n {
+            b.push(Op::Accept { sock: 0 });
         }
-        for i in 0..n {
-            a.push(Op::Shutdown {
-                sock: i,
-                how: ShutdownHow::Wr,
+        b.push(Op::Sync);
+        a.push(Op::Sync);
+        for (conn, len) in &c.writes {
+            a.push(Op::Write {
+                sock: *conn,
+                len: *len,
             });
         }
-        for (j, &answer) in case.b_answers.iter().enumerate() {
-            // ReadExact stops at EOF: asking for more than was written reads exactly what came.
+        a.push(Op::Sync);
+        b.push(Op::Sync);
+        // Accepted socket 1 + i is a's socket i when accept is FIFO (checked by tcp.accept.backlog); the check
+        // below matches by port, so a different order reads short and is reported, never mixed up.
+        for i in 0..n {
             b.push(Op::ReadExact {
-                sock: 1 + j,
-                len: 1 << 20,
+                sock: 1 + i,
+                len: c.total(i),
             });
             b.push(Op::Write {
-                sock: 1 + j,
-                len: answer,
+                sock: 1 + i,
+                len: c.replies[i],
             });
-            b.push(Op::Close { sock: 1 + j });
         }
+        b.push(Op::Sync);
+        a.push(Op::Sync);
         for i in 0..n {
             a.push(Op::ReadExact {
                 sock: i,
-                len: 1 << 20,
+                len: c.replies[i],
             });
         }
-        a.push(Op::Sync);
-        b.push(Op::Sync);
-        let (outcomes, sockets) = run_program(env.lab, &Program { a, b }, exec_config(env, 2000))?;
-        Ok(ProgramObserved { outcomes, sockets })
+        let mut cfg = ExecConfig::new(env.seed, env.family);
+        cfg.io_timeout_ms = 500;
+        run(env, Program { a, b }, cfg)
     }
 
-    fn check(&self, case: &FourTupleCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
-        const CLAUSE: &str = "RFC 9293 §3.1 (a pair of sockets identifies a connection)";
-        let mut findings = Findings::default();
-        let n = case.a_writes.len();
-        let convs: Vec<&harness::trace::Conversation> = trace
-            .conversations
-            .iter()
-            .filter(|c| c.kind == ConversationKind::Tcp && c.server.port == PORT)
-            .collect();
-        findings.check(convs.len() == n, || {
-            Violation::new(
-                CLAUSE,
-                "the capture does not hold one conversation per connection",
-            )
-            .field("conversations to b's port")
-            .expected(n)
-            .actual(convs.len())
-        });
-        let mut client_ports: Vec<u16> = convs.iter().map(|c| c.client.port).collect();
-        client_ports.sort_unstable();
-        client_ports.dedup();
-        findings.check(client_ports.len() == convs.len(), || {
-            Violation::new(CLAUSE, "two connections share a client port")
-                .field("client ports")
-                .expected("distinct")
-                .actual(format!("{client_ports:?}"))
-        });
-        for dir in 0..2 {
-            let mut isns: Vec<u32> = convs
-                .iter()
-                .filter_map(|c| c.base[dir].filter(|_| c.isn_seen[dir]).map(|s| s.0))
-                .collect();
-            let seen = isns.len();
-            isns.sort_unstable();
-            isns.dedup();
-            findings.check(isns.len() == seen, || {
-                Violation::new(
-                    "RFC 9293 §3.4 (each connection has its own initial sequence number)",
-                    format!(
-                        "two connections share an ISN ({})",
-                        if dir == 0 { "A's side" } else { "B's side" }
-                    ),
-                )
-                .field("ISN")
-                .expected("distinct per connection")
-                .actual(format!("{isns:?}"))
-            });
-        }
-        // Sockets: a's socket i has local port p_i; b's accepted socket with peer port p_i.
-        let a_port: BTreeMap<usize, u16> = observed
-            .outcomes
-            .iter()
-            .filter(|o| o.host == Host::A && matches!(o.op, Op::Connect { .. }))
-            .filter_map(|o| Some((o.op.sock()?, o.sock.as_ref()?.local_port?)))
-            .collect();
-        let b_reads: BTreeMap<u16, &OpOutcome> = observed
-            .outcomes
-            .iter()
-            .filter(|o| o.host == Host::B && matches!(o.op, Op::ReadExact { .. }))
-            .filter_map(|o| Some((o.sock.as_ref()?.peer_port?, o)))
-            .collect();
-        let b_answer_by_port: BTreeMap<u16, usize> = observed
-            .outcomes
-            .iter()
-            .filter(|o| o.host == Host::B && matches!(o.op, Op::Write { .. }))
-            .filter_map(|o| {
-                let written = match o.result {
-                    OpResult::Value { value } => value as usize,
-                    _ => 0,
-                };
-                Some((o.sock.as_ref()?.peer_port?, written))
-            })
-            .collect();
-        for (i, writes) in case.a_writes.iter().enumerate() {
-            let Some(&port) = a_port.get(&i) else {
-                continue;
-            };
-            let written: usize = writes.iter().sum();
-            match b_reads.get(&port) {
-                None => findings.push(
-                    Violation::new(CLAUSE, format!("no accepted socket of b has a's port {port} as its peer"))
-                        .field("accepted sockets' peer ports")
-                        .expected(port)
-                        .actual(format!("{:?}", b_reads.keys().collect::<Vec<_>>())),
-                ),
-                Some(r) => findings.check(
-                    read_result(&r.result)
-                        .is_some_and(|(got, _, m)| got == written as u64 && m.is_none()),
-                    || {
-                        Violation::new(CLAUSE, format!("b's connection from port {port} did not read exactly a's bytes for it"))
-                            .field("b read_exact()")
-                            .expected(format!("{written} bytes of a's stream on port {port}"))
-                            .actual(r.result.render())
-                    },
-                ),
-            }
-            let a_read = observed.outcomes.iter().find(|o| {
-                o.host == Host::A && matches!(o.op, Op::ReadExact { sock, .. } if sock == i)
-            });
-            if let (Some(r), Some(&answer)) = (a_read, b_answer_by_port.get(&port)) {
-                findings.check(
-                    read_result(&r.result)
-                        .is_some_and(|(got, _, m)| got == answer as u64 && m.is_none()),
-                    || {
-                        Violation::new(CLAUSE, format!("a's connection on port {port} did not read exactly b's answer on it"))
-                            .field("a read_exact()")
-                            .expected(format!("{answer} bytes"))
-                            .actual(r.result.render())
-                    },
-                );
-            }
-            // On the wire: that connection's FIN follows exactly its bytes.
-            if let Some(conv) = convs.iter().find(|c| c.client.port == port) {
-                let fin = conv.frames.iter().find_map(|&k| {
-                    let f = &trace.frames[k];
-                    let t = f.tcp()?;
-                    if f.from == Some(Host::A) && t.flags.fin {
-                        Some((f.number, f.rel_seq? + t.payload_len as u32))
-                    } else {
-                        None
-                    }
-                });
-                if let Some((number, end)) = fin {
-                    findings.check(end == 1 + written as u32, || {
-                        Violation::new(
-                            "RFC 9293 §3.4 (each connection numbers its own bytes)",
-                            format!("the FIN of the connection from port {port} is not after exactly its bytes"),
-                        )
-                        .frame(number)
-                        .field("seq + len (relative)")
-                        .expected(1 + written)
-                        .actual(end)
-                    });
+    fn check(&self, c: &FourTupleCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
+        const ID: &str = "RFC 9293 §3.1";
+        let mut f = Findings::default();
+        let a_ops = ops_of(observed, Host::A);
+        let b_ops = ops_of(observed, Host::B);
+        // a's socket i → its source port.
+        let mut a_port: BTreeMap<usize, u16> = BTreeMap::new();
+        for o in &a_ops {
+            if let (Op::Connect { sock, .. }, OpResult::Done) = (&o.op, &o.result) {
+                if let Some(p) = o.sock.as_ref().and_then(|s| s.local_port) {
+                    a_port.insert(*sock, p);
                 }
-            }
-        }
-        findings.note(format!("{n} connections"));
-        findings.verdict()
-    }
-}
-
-/// The listener's accept queue (lab Q10, Q11, Q14).
-///
-/// RFC 9293 §3.5 and §3.9.1 (OPEN/passive): a listening socket completes handshakes on its own; accept()
-/// only hands over connections that are already established. listen(2): "backlog defines the maximum length
-/// to which the queue of pending connections may grow"; on Linux it is the queue of *completely established*
-/// sockets waiting to be accepted, and `sk_acceptq_is_full` lets it hold backlog + 1 of them. When the queue
-/// is full, tcp_conn_request drops further SYNs without an answer (counted in `ListenOverflows`/
-/// `ListenDrops`, and the client's SYN is retransmitted after TCP_TIMEOUT_INIT, 1 s); `tcp_abort_on_overflow`
-/// only changes what happens to a handshake's final ACK arriving at a full queue (RST instead of a drop),
-/// which sequential connects do not produce.
-///
-/// Cases: backlog 1–8; 1–(backlog + 3) connections from a, made one after the other while b does not call
-/// accept; then b accepts as many as the queue holds, one more non-blocking accept, and a last connection
-/// after the queue drained; `net.ipv4.tcp_abort_on_overflow` 0 or 1.
-///
-/// Checked: each connect() that fits the queue (the first backlog + 1) succeeds before b calls accept, and
-/// its SYN, SYN-ACK and ACK are on the wire; the ones beyond get no SYN-ACK while the queue is full and
-/// their connect() does not complete within 300 ms (a SYN-ACK for them would mean the queue grew past
-/// backlog + 1); accept() returns the queued connections in connect order (FIFO: peer ports in order), each
-/// as a new socket in ESTABLISHED, while the listener stays in LISTEN; once drained, the non-blocking
-/// accept() fails with EAGAIN; a later connection is accepted too.
-pub struct AcceptBacklog;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AcceptBacklogCase {
-    pub backlog: i32,
-    pub connections: usize,
-    pub abort_on_overflow: bool,
-}
-
-impl AcceptBacklogCase {
-    /// Connections the accept queue holds (Linux: backlog + 1).
-    fn capacity(&self) -> usize {
-        self.backlog as usize + 1
-    }
-}
-
-impl Property for AcceptBacklog {
-    type Case = AcceptBacklogCase;
-    type Observed = ProgramObserved;
-
-    fn info(&self) -> PropertyInfo {
-        PropertyInfo {
-            id: "tcp.accept.backlog",
-            suite: "tcp-lifecycle",
-            title: "handshakes complete before accept(); the queue holds backlog + 1 and is FIFO; SYNs beyond are dropped; the listener stays usable",
-            clauses: &["RFC 9293 §3.5", "RFC 9293 §3.9.1 (passive OPEN)", "POSIX listen/accept"],
-            questions: &["Q10", "Q11", "Q14"],
-            needs: Needs {
-                link: LinkKind::Veth,
-            },
-        }
-    }
-
-    fn generate(&self, rng: &mut CaseRng, _family: Family) -> AcceptBacklogCase {
-        let backlog = rng.gen_range(1..=8);
-        AcceptBacklogCase {
-            backlog,
-            connections: rng.gen_range(1..=backlog as usize + 3),
-            abort_on_overflow: rng.gen(),
-        }
-    }
-
-    fn lab_config(&self, case: &AcceptBacklogCase) -> LabConfig {
-        LabConfig {
-            sysctls: vec![SysctlSetting {
-                host: Host::B,
-                key: "net.ipv4.tcp_abort_on_overflow".into(),
-                value: if case.abort_on_overflow { "1" } else { "0" }.into(),
-            }],
-            ..LabConfig::default()
-        }
-    }
-
-    fn describe(&self, c: &AcceptBacklogCase) -> String {
-        format!(
-            "listen(backlog {}), {} connections before any accept, tcp_abort_on_overflow={}",
-            c.backlog, c.connections, c.abort_on_overflow as u8
-        )
-    }
-
-    fn execute(
-        &self,
-        case: &AcceptBacklogCase,
-        env: &CaseEnv,
-    ) -> Result<ProgramObserved, HarnessError> {
-        let n = case.connections;
-        let mut a = vec![Op::Sync];
-        for i in 0..n {
-            a.push(Op::Socket {
-                kind: SockKind::Tcp,
-            });
-            a.push(Op::Connect {
-                sock: i,
-                port: PORT,
-            });
-        }
-        a.push(Op::Sync);
-        let queued = n.min(case.capacity());
-        let mut b = vec![
-            Op::Socket {
-                kind: SockKind::Tcp,
-            },
-            Op::Bind {
-                sock: 0,
-                port: PORT,
-            },
-            Op::Listen {
-                sock: 0,
-                backlog: case.backlog,
-            },
-            Op::Sync,
-            // a connects while b does nothing.
-            Op::Sync,
-        ];
-        b.extend((0..queued).map(|_| Op::Accept { sock: 0 }));
-        // One no-op wait per accepted socket records its peer port and state.
-        b.extend((0..queued).map(|k| Op::WaitWritable { sock: 1 + k, ms: 1 }));
-        b.push(Op::SetOpt {
-            sock: 0,
-            opt: SockOpt::NonBlocking(true),
-        });
-        b.push(Op::Accept { sock: 0 });
-        b.push(Op::SetOpt {
-            sock: 0,
-            opt: SockOpt::NonBlocking(false),
-        });
-        b.push(Op::Sync);
-        a.push(Op::Sync);
-        // The listener is still usable: one more connection. (Connections refused by a full queue are
-        // still retrying their SYN in the kernel; the next retransmission is 1 s away.)
-        a.push(Op::Socket {
-            kind: SockKind::Tcp,
-        });
-        a.push(Op::Connect {
-            sock: n,
-            port: PORT,
-        });
-        b.push(Op::Accept { sock: 0 });
-        a.push(Op::Sync);
-        b.push(Op::Sync);
-        let (outcomes, sockets) = run_program(env.lab, &Program { a, b }, exec_config(env, 300))?;
-        Ok(ProgramObserved { outcomes, sockets })
-    }
-
-    fn check(
-        &self,
-        case: &AcceptBacklogCase,
-        observed: &ProgramObserved,
-        trace: &Trace,
-    ) -> Verdict {
-        const CLAUSE: &str =
-            "RFC 9293 §3.5, §3.9.1; POSIX listen (Linux: backlog + 1 established connections)";
-        let mut findings = Findings::default();
-        let n = case.connections;
-        let cap = case.capacity();
-        let connects: Vec<&OpOutcome> = observed
-            .outcomes
-            .iter()
-            .filter(|o| o.host == Host::A && matches!(o.op, Op::Connect { .. }))
-            .collect();
-        let accepts: Vec<&OpOutcome> = observed
-            .outcomes
-            .iter()
-            .filter(|o| o.host == Host::B && matches!(o.op, Op::Accept { .. }))
-            .collect();
-        let port_of = |o: &OpOutcome| o.sock.as_ref().and_then(|s| s.local_port);
-        // Handshakes per client port, from the wire.
-        let handshake = |port: u16| {
-            let conv = trace.conversations.iter().find(|c| {
-                c.kind == ConversationKind::Tcp && c.client.port == port && c.server.port == PORT
-            })?;
-            let mut syn_ack = None;
-            let mut ack = None;
-            for &k in &conv.frames {
-                let f = &trace.frames[k];
-                let Some(t) = f.tcp() else { continue };
-                if f.from == Some(Host::B) && t.flags.syn && t.flags.ack && syn_ack.is_none() {
-                    syn_ack = Some(f.number);
-                }
-                if f.from == Some(Host::A) && !t.flags.syn && t.flags.ack && syn_ack.is_some() {
-                    ack.get_or_insert(f.number);
-                }
-            }
-            Some((
-                conv.frames.first().map(|&k| trace.frames[k].number),
-                syn_ack,
-                ack,
-            ))
-        };
-        let mut queued_ports = Vec::new();
-        for (i, c) in connects.iter().take(n).enumerate() {
-            let port = port_of(c);
-            let hs = port.and_then(handshake);
-            if i < cap {
-                findings.check(c.result == OpResult::Done, || {
+            } else if let Op::Connect { sock, .. } = &o.op {
+                f.push(
                     Violation::new(
-                        CLAUSE,
+                        "RFC 9293 §3.5",
                         format!(
-                            "connect() {} did not complete before b called accept()",
-                            i + 1
+                            "connect #{sock} to a port that already has a connection from a failed"
                         ),
                     )
                     .field("connect()")
-                    .expected(format!(
-                        "success: the queue holds {cap} (backlog {} + 1)",
-                        case.backlog
-                    ))
-                    .actual(c.result.render())
-                });
-                findings.check(
-                    hs.is_some_and(|(_, sa, ack)| sa.is_some() && ack.is_some()),
-                    || {
-                        Violation::new(
-                            "RFC 9293 §3.5 (the handshake completes in the kernel, before accept)",
-                            format!("connection {} has no complete handshake on the wire", i + 1),
-                        )
-                        .field("SYN, SYN-ACK, ACK")
-                        .expected("all three before accept()")
-                        .actual(format!("{hs:?}"))
-                    },
+                    .expected("ok")
+                    .actual(o.result.render()),
                 );
-                if let Some(p) = port {
-                    queued_ports.push(p);
-                }
-            } else {
-                let syn_ack = hs.and_then(|(_, sa, _)| sa);
-                findings.check(syn_ack.is_none() && c.result != OpResult::Done, || {
-                    let mut v = Violation::new(
-                        "listen(2) / Linux tcp_conn_request (a SYN to a full accept queue is dropped)",
-                        format!("connection {} beyond the queue's {cap} was answered", i + 1),
-                    )
-                    .field("SYN-ACK / connect()")
-                    .expected("no SYN-ACK, connect() still pending after 300 ms")
-                    .actual(format!("SYN-ACK {:?}, connect() {}", syn_ack, c.result.render()));
-                    if let Some(sa) = syn_ack {
-                        v = v.frame(sa);
-                    }
-                    v
-                });
             }
         }
-        // FIFO, new sockets in ESTABLISHED, listener stays LISTEN.
-        let accepted = accepts
-            .iter()
-            .take(cap.min(n))
-            .filter(|o| matches!(o.result, OpResult::Value { .. }))
-            .count();
-        findings.check(accepted == cap.min(n), || {
-            Violation::new(CLAUSE, "accept() did not return every queued connection")
-                .field("accept() successes")
-                .expected(cap.min(n))
-                .actual(accepted)
-        });
-        let probes: Vec<&OpOutcome> = observed
-            .outcomes
-            .iter()
-            .filter(|o| o.host == Host::B && matches!(o.op, Op::WaitWritable { .. }))
-            .collect();
-        let accepted_peers: Vec<u16> = probes
-            .iter()
-            .filter_map(|o| o.sock.as_ref()?.peer_port)
-            .collect();
-        for o in &probes {
-            if let Some(state) = o.sock.as_ref().and_then(|s| s.state()) {
-                findings.check(state == TcpState::Established, || {
-                    Violation::new(
-                        "RFC 9293 §3.5 (accept() hands over established connections)",
-                        "an accepted socket is not ESTABLISHED",
-                    )
-                    .field(format!(
-                        "state of accepted socket s{}",
-                        o.op.sock().unwrap_or(0)
-                    ))
-                    .expected("ESTABLISHED")
-                    .actual(state.rfc_name())
-                });
-            }
-        }
-        for (k, o) in accepts.iter().enumerate() {
-            if let Some(state) = o.sock.as_ref().and_then(|s| s.state()) {
-                findings.check(state == TcpState::Listen, || {
-                    Violation::new(
-                        "RFC 9293 §3.9.1 (the listening socket stays in LISTEN)",
-                        "the listener left LISTEN after accept()",
-                    )
-                    .field(format!("listener state after accept {}", k + 1))
-                    .expected("LISTEN")
-                    .actual(state.rfc_name())
-                });
-            }
-        }
-        findings.check(accepted_peers == queued_ports, || {
+        let ports: BTreeSet<u16> = a_port.values().copied().collect();
+        f.check(ports.len() == a_port.len(), || {
             Violation::new(
-                "listen(2): accept() takes the first connection of the queue (FIFO)",
-                "accept() did not return the connections in the order they were made",
+                ID,
+                "two connections from a share a source port: their 4-tuples are equal",
             )
-            .field("peer ports of accepted sockets")
-            .expected(format!("{queued_ports:?}"))
-            .actual(format!("{accepted_peers:?}"))
+            .field("source ports")
+            .expected(format!("{} distinct", a_port.len()))
+            .actual(format!("{:?}", a_port.values().collect::<Vec<_>>()))
         });
-        let extra = accepts.get(cap.min(n));
-        if let Some(extra) = extra {
-            findings.check(extra.result.errno() == Some("EAGAIN"), || {
+        // ISNs per direction.
+        let mut isn_a: Vec<(u16, usize, SeqNumber)> = Vec::new();
+        let mut isn_b: Vec<(u16, usize, SeqNumber)> = Vec::new();
+        for &p in &ports {
+            let segs = connection(trace, p, c.port);
+            let hs = handshake(&segs);
+            if let Some((n, _, t)) = hs.syn {
+                isn_a.push((p, n, t.seq));
+            }
+            if let Some((n, _, t)) = hs.syn_ack {
+                isn_b.push((p, n, t.seq));
+            }
+            f.check(hs.syn.is_some() && hs.syn_ack.is_some(), || {
                 Violation::new(
-                    "POSIX accept (O_NONBLOCK and no pending connection: EAGAIN)",
-                    "a non-blocking accept() on the drained queue did not fail with EAGAIN",
+                    "RFC 9293 §3.5",
+                    format!("the handshake of the connection from port {p} is not on the wire"),
                 )
-                .field("accept()")
-                .expected("EAGAIN")
-                .actual(extra.result.render())
+                .frames(segs.iter().map(|s| s.0))
+                .field("flags")
+                .expected("S, S.")
+                .actual(format!(
+                    "SYN {}, SYN-ACK {}",
+                    presence(hs.syn.is_some()),
+                    presence(hs.syn_ack.is_some())
+                ))
             });
         }
-        if let (Some(last_connect), Some(last_accept)) = (connects.get(n), accepts.last()) {
-            findings.check(
-                last_connect.result == OpResult::Done
-                    && matches!(last_accept.result, OpResult::Value { .. }),
-                || {
-                    Violation::new(
-                        "RFC 9293 §3.9.1 (the listener keeps accepting)",
-                        "a connection after the queue drained was not accepted",
-                    )
-                    .field("connect() / accept()")
-                    .expected("ok / a new socket")
-                    .actual(format!(
-                        "{} / {}",
-                        last_connect.result.render(),
-                        last_accept.result.render()
-                    ))
-                },
-            );
+        for (who, isns) in [("a's SYNs", &isn_a), ("b's SYN-ACKs", &isn_b)] {
+            for (i, x) in isns.iter().enumerate() {
+                if let Some(y) = isns[i + 1..].iter().find(|y| y.2 == x.2) {
+                    f.push(
+                        Violation::new(
+                            "RFC 9293 §3.4 (ISN per connection); RFC 6528",
+                            format!("{who} of two connections carry the same ISN"),
+                        )
+                        .frames([x.1, y.1])
+                        .field("seq")
+                        .expected("distinct initial sequence numbers")
+                        .actual(format!("{} for ports {} and {}", x.2, x.0, y.0)),
+                    );
+                }
+            }
         }
-        findings.note(if n > cap {
-            "queue overflowed: the SYNs beyond backlog + 1 were dropped"
-        } else {
-            "queue did not overflow"
+        // Accepted sockets: peers are a's ports, and each read exactly its own peer's bytes.
+        let want_from: BTreeMap<u16, usize> =
+            a_port.iter().map(|(i, p)| (*p, c.total(*i))).collect();
+        let mut peers_seen = BTreeSet::new();
+        for o in &b_ops {
+            let Op::ReadExact { sock, len } = o.op else {
+                continue;
+            };
+            let peer = o.sock.as_ref().and_then(|s| s.peer_port);
+            let Some(peer) = peer else {
+                f.push(
+                    Violation::new(ID, format!("accepted socket s{sock} has no peer"))
+                        .field("getpeername()")
+                        .expected("one of a's source ports")
+                        .actual("none"),
+                );
+                continue;
+            };
+            peers_seen.insert(peer);
+            let Some(&want) = want_from.get(&peer) else {
+                f.push(
+                    Violation::new(
+                        ID,
+                        format!(
+                            "accepted socket s{sock}'s peer port is not one of a's connections"
+                        ),
+                    )
+                    .field("peer port")
+                    .expected(format!("one of {ports:?}"))
+                    .actual(peer),
+                );
+                continue;
+            };
+            read_matches(&mut f, Host::B, sock, peer, want, len, &o.result);
+        }
+        f.check(peers_seen.len() == ports.len(), || {
+            Violation::new(
+                ID,
+                "the accepted sockets do not cover every connection exactly once",
+            )
+            .field("accepted peers' ports")
+            .expected(format!("{ports:?}"))
+            .actual(format!("{peers_seen:?}"))
         });
-        findings.verdict()
+        for o in &a_ops {
+            let Op::ReadExact { sock, len } = o.op else {
+                continue;
+            };
+            let port = a_port.get(&sock).copied().unwrap_or(0);
+            read_matches(&mut f, Host::A, sock, port, c.replies[sock], len, &o.result);
+        }
+        f.note(format!("{} connections", c.connections));
+        f.verdict()
+    }
+}
+
+/// A read that must return exactly `want` bytes of the right writer's stream.
+fn read_matches(
+    f: &mut Findings,
+    host: Host,
+    sock: usize,
+    port: u16,
+    want: usize,
+    asked: usize,
+    result: &OpResult,
+) {
+    const ID: &str = "RFC 9293 §3.1";
+    match result {
+        OpResult::Read {
+            n, mismatch_at: None, ..
+        } if *n as usize == want && asked == want => {}
+        OpResult::Read {
+            mismatch_at: Some(m),
+            ..
+        } => f.push(
+            Violation::new(ID, format!("{}'s socket s{sock} read bytes that its peer did not write: data crossed connections", host.name()))
+                .field("stream byte")
+                .expected(format!("the stream of the connection with port {port}"))
+                .actual(format!("a different byte at stream offset {m}")),
+        ),
+        other => f.push(
+            Violation::new(ID, format!("{}'s socket s{sock} did not read exactly what its own peer wrote", host.name()))
+                .field("bytes read")
+                .expected(format!("{want} (written on the connection with port {port})"))
+                .actual(format!("{} (asked for {asked})", other.render())),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mss_is_mtu_less_fixed_headers() {
+        assert_eq!(expected_mss(1500, Family::Ipv4), 1460);
+        assert_eq!(expected_mss(1500, Family::Ipv6), 1440);
+        assert_eq!(expected_mss(1280, Family::Ipv6), 1220);
+        assert_eq!(expected_mss(576, Family::Ipv4), 536);
+    }
+
+    #[test]
+    fn four_tuple_totals_sum_writes_per_connection() {
+        let c = FourTupleCase {
+            port: 1,
+            connections: 2,
+            writes: vec![(0, 10), (1, 5), (0, 3)],
+            replies: vec![1, 1],
+        };
+        assert_eq!(c.total(0), 13);
+        assert_eq!(c.total(1), 5);
+    }
+
+    #[test]
+    fn a_crossed_byte_is_named() {
+        let mut f = Findings::default();
+        let r = OpResult::Read {
+            n: 10,
+            returned: 10,
+            eof: false,
+            truncated: false,
+            offset: 0,
+            mismatch_at: Some(4),
+        };
+        read_matches(&mut f, Host::B, 1, 40000, 10, 10, &r);
+        match f.verdict() {
+            Verdict::Fail { violation } => {
+                assert!(violation.summary.contains("data crossed"), "{violation}");
+                assert_eq!(
+                    violation.actual.as_deref(),
+                    Some("a different byte at stream offset 4")
+                );
+            }
+            v => panic!("{v:?}"),
+        }
     }
 }
