@@ -1,157 +1,323 @@
-//! When segments and ACKs leave (suite `tcp-data`): delayed ACKs, Nagle / NODELAY / CORK, and silly window
-//! syndrome avoidance on both sides.
+//! When segments and ACKs leave (suite `tcp-data`): ACK coalescing (delayed ACKs).
 
 use std::time::Duration;
 
+use harness::exec::{run_program, ExecConfig, HostSockets, OpOutcome, OpResult};
 use harness::frame::Host;
-use harness::link::{Impairment, LinkSpec, RelaySpec, Rule};
-use harness::ops::{Op, SockOpt};
+use harness::lab::LabConfig;
+use harness::link::{Impairment, LinkEventKind, LinkSpec, RelaySpec, Rule};
+use harness::ops::{Op, Program, SockKind, SockOpt};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
 use harness::sock::Family;
-use harness::trace::Trace;
-use harness::{HarnessError, LabConfig, SysctlSetting};
+use harness::trace::{ConversationKind, Trace};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::conn::{connected, outcomes_of, read_result, segments, Seg};
-use crate::tcp_close::ProgramObserved;
+/// RFC 9293 MUST-40: "an ACK should not be excessively delayed; in particular, the delay MUST be less than
+/// 0.5 seconds". Linux's delayed-ACK timer runs between TCP_DELACK_MIN (40 ms) and TCP_DELACK_MAX (200 ms),
+/// so the 300 ms between TCP_DELACK_MAX and this bound is the scheduling margin on a loaded machine.
+const MUST_40: Duration = Duration::from_millis(500);
+/// An out-of-order or gap-filling segment must be answered "at once" (RFC 9293 §3.8.6.3 MUST-58/59 via RFC
+/// 5681 §4.2: "a TCP receiver SHOULD send an immediate duplicate ACK when an out-of-order segment arrives"
+/// and "an immediate ACK when the incoming segment fills in all or part of a gap"). Measured as: a segment
+/// from b follows within this time. 40 ms is TCP_DELACK_MIN: the delayed-ACK timer is never armed for less,
+/// so a reply sooner than that was not delayed-ACKed; it also covers Linux's SACK compression
+/// (net.ipv4.tcp_comp_sack_delay_ns, 1 ms, applied after the third duplicate ACK) and relay scheduling.
+const AT_ONCE: Duration = Duration::from_millis(40);
+/// Full segments delivered in order before the coalescing claim applies: Linux starts in quick-ack mode
+/// for up to TCP_MAX_QUICKACKS (16) segments (tcp_incr_quickack) and re-enters it after out-of-order data,
+/// so the claim needs a run well past that.
+const MIN_FULL_SEGMENTS: usize = 48;
 
-/// Payload of a full-sized segment with timestamps (the lab default) on a 1500-byte MTU: MSS − 12.
-pub fn full_segment(family: Family) -> u32 {
-    match family {
-        Family::Ipv4 => 1448,
-        Family::Ipv6 => 1428,
-    }
-}
-
-fn family_of(trace: &Trace) -> Family {
-    trace
-        .conversations
-        .iter()
-        .find(|c| c.kind == harness::trace::ConversationKind::Tcp)
-        .map_or(Family::Ipv4, |c| Family::of(c.client.addr))
-}
-
-fn relay(a_to_b: Impairment, b_to_a: Impairment) -> LinkSpec {
-    LinkSpec::Relay(RelaySpec {
-        a_to_b,
-        b_to_a,
-        seed: 1,
-    })
-}
-
-fn delay(ms: u32) -> Impairment {
-    Impairment {
-        delay_us: ms as u64 * 1000,
-        ..Impairment::default()
-    }
-}
-
-fn exec(
-    p: &harness::ops::Program,
-    env: &CaseEnv,
-    io_ms: u32,
-) -> Result<ProgramObserved, HarnessError> {
-    let mut cfg = harness::exec::ExecConfig::new(env.seed, env.family);
-    cfg.io_timeout_ms = io_ms;
-    let (outcomes, sockets) = harness::exec::run_program(env.lab, p, cfg)?;
-    Ok(ProgramObserved { outcomes, sockets })
-}
-
-/// The reader got `bytes` intact.
-fn check_read(observed: &ProgramObserved, reader: Host, bytes: u64, findings: &mut Findings) {
-    if let Some(r) = outcomes_of(&observed.outcomes, reader, |op| {
-        matches!(op, Op::ReadExact { .. })
-    })
-    .first()
-    {
-        findings.check(
-            read_result(&r.result).is_some_and(|(n, _, m)| n == bytes && m.is_none()),
-            || {
-                Violation::new("RFC 9293 §3.4", "the reader did not get every byte intact")
-                    .field(format!("{} read_exact()", reader.name()))
-                    .expected(format!("{bytes} bytes"))
-                    .actual(r.result.render())
-            },
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Delayed ACKs.
-
-/// RFC 9293 MUST-40 (via RFC 1122 §4.2.3.2): an ACK is not delayed more than 0.5 s.
-const ACK_DELAY_MAX: Duration = Duration::from_millis(500);
-/// "At once" for an out-of-order or hole-filling segment: Linux answers the first at once and may compress
-/// further SACKs for up to tcp_comp_sack_delay_ns (1 ms); 25 ms of slack for a loaded 2-core machine stays
-/// well below the delayed-ACK timer (TCP_DELACK_MIN 40 ms) this tells apart.
-const ACK_AT_ONCE: Duration = Duration::from_millis(25);
-
+/// How b reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CoalescingKind {
-    /// A burst spaced by a rate-limited relay; b reads as data comes (or after a pause).
-    Burst,
-    /// The relay drops one segment of the burst: out-of-order and hole-filling segments.
-    Hole,
+#[serde(tag = "pattern", rename_all = "snake_case")]
+pub enum ReadPattern {
+    /// One read_exact of everything: the reader is always waiting for data.
+    Continuous,
+    /// `reads` chunks, sleeping `sleep_ms` before each: the receive buffer fills while b sleeps.
+    Sleepy { reads: u32, sleep_ms: u32 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CoalescingCase {
-    pub kind: CoalescingKind,
-    /// Full segments a writes in one write().
-    pub segments: u32,
-    /// b turns quick-ack off (TCP_QUICKACK 0) right after accept.
-    pub quickack_off: bool,
-    /// b waits this long before it starts reading.
-    pub read_pause_ms: u32,
-    /// Relay rate for bursts, Mbit/s.
-    pub rate_mbit: u32,
-    /// Hole: the data segment the relay drops.
-    pub drop: u32,
-    /// `net.ipv4.tcp_comp_sack_nr` on b (0: every SACK at once; Linux default 44).
-    pub comp_sack_nr: u32,
+    pub total: usize,
+    /// b's SO_RCVBUF (None: the tcp_rmem default).
+    pub rcvbuf: Option<i32>,
+    pub read: ReadPattern,
+    /// b sets TCP_QUICKACK on the accepted socket before reading.
+    pub quickack: bool,
+    /// The relay drops the n-th data segment a -> b (out-of-order data, then a gap-filling retransmission).
+    pub drop_nth: Option<u32>,
+    pub relay_seed: u64,
 }
 
-/// Delayed ACKs (lab Q20).
+pub struct CoalescingObserved {
+    pub outcomes: Vec<OpOutcome>,
+    pub sockets: Vec<HostSockets>,
+}
+
+impl std::fmt::Debug for CoalescingObserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoalescingObserved")
+            .field("outcomes", &self.outcomes)
+            .finish_non_exhaustive()
+    }
+}
+
+const PORT: u16 = 5002;
+
+fn coalescing_program(case: &CoalescingCase) -> Program {
+    let mut b = vec![Op::Socket {
+        kind: SockKind::Tcp,
+    }];
+    if let Some(r) = case.rcvbuf {
+        b.push(Op::SetOpt {
+            sock: 0,
+            opt: SockOpt::RcvBuf(r),
+        });
+    }
+    b.extend([
+        Op::Bind {
+            sock: 0,
+            port: PORT,
+        },
+        Op::Listen {
+            sock: 0,
+            backlog: 4,
+        },
+        Op::Sync,
+        Op::Sync,
+        Op::Accept { sock: 0 },
+    ]);
+    if case.quickack {
+        b.push(Op::SetOpt {
+            sock: 1,
+            opt: SockOpt::QuickAck(true),
+        });
+    }
+    match case.read {
+        ReadPattern::Continuous => b.push(Op::ReadExact {
+            sock: 1,
+            len: case.total,
+        }),
+        ReadPattern::Sleepy { reads, sleep_ms } => {
+            let chunk = case.total.div_ceil(reads as usize);
+            let mut left = case.total;
+            while left > 0 {
+                let n = chunk.min(left);
+                b.push(Op::Sleep { ms: sleep_ms });
+                b.push(Op::ReadExact { sock: 1, len: n });
+                left -= n;
+            }
+        }
+    }
+    b.extend([Op::Sync, Op::Close { sock: 1 }, Op::Sync]);
+    Program {
+        a: vec![
+            Op::Sync,
+            Op::Socket {
+                kind: SockKind::Tcp,
+            },
+            Op::Connect {
+                sock: 0,
+                port: PORT,
+            },
+            Op::Sync,
+            Op::Write {
+                sock: 0,
+                len: case.total,
+            },
+            Op::Sync,
+            Op::Close { sock: 0 },
+            Op::Sync,
+        ],
+        b,
+    }
+}
+
+/// One data segment from a that reached b, as the ACK analysis sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataSeg {
+    pub number: usize,
+    pub ns: u64,
+    pub seq: u32,
+    pub len: u32,
+}
+
+/// One segment from b (its cumulative ACK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckSeg {
+    pub number: usize,
+    pub ns: u64,
+    pub ack: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Data(DataSeg),
+    Ack(AckSeg),
+}
+
+/// What the ACK analysis found (pure: built from events, unit-tested on hand-made data).
+#[derive(Debug, Default, Clone)]
+pub struct AckAnalysis {
+    /// (ACK frame, first unacknowledged data frame it covers, delay ns) over MUST_40.
+    pub late: Vec<(usize, usize, u64)>,
+    /// Data frames never covered by any ACK.
+    pub never_acked: Vec<usize>,
+    /// (data frame, kind "out-of-order"/"gap-filling") not answered within AT_ONCE, with the delay if any.
+    pub slow_ooo: Vec<(usize, &'static str, Option<u64>)>,
+    /// Out-of-order and gap-filling segments seen.
+    pub ooo_seen: usize,
+    /// Full segments delivered in order.
+    pub full_in_order: usize,
+    /// Full segments covered by each advancing ACK: (ACK frame, count).
+    pub per_ack: Vec<(usize, usize)>,
+    /// Largest delay from the first unacknowledged segment to its ACK.
+    pub max_delay_ns: u64,
+}
+
+impl AckAnalysis {
+    pub fn max_per_ack(&self) -> usize {
+        self.per_ack.iter().map(|p| p.1).max().unwrap_or(0)
+    }
+    pub fn stretch(&self) -> usize {
+        self.per_ack.iter().filter(|p| p.1 > 2).count()
+    }
+}
+
+/// Walks a's data segments (as delivered to b) and b's ACKs in capture order. `full` is the full segment
+/// size (the largest payload seen).
+pub fn analyse(events: &[Event], full: u32, at_once_ns: u64, must40_ns: u64) -> AckAnalysis {
+    let mut out = AckAnalysis::default();
+    // Received ranges above rcv_nxt (b's out-of-order queue), as b sees it.
+    let mut rcv_nxt: Option<u32> = None;
+    let mut ofo: Vec<(u32, u32)> = Vec::new();
+    // In-order data not yet covered by an ACK: (frame, ns, end, full?).
+    let mut pending: Vec<(usize, u64, u32, bool)> = Vec::new();
+    // Out-of-order / gap-filling segments waiting for b's answer: (frame, ns, kind).
+    let mut waiting: Vec<(usize, u64, &'static str)> = Vec::new();
+    let lt = |a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0;
+    for ev in events {
+        match *ev {
+            Event::Data(d) => {
+                let end = d.seq.wrapping_add(d.len);
+                let nxt = *rcv_nxt.get_or_insert(d.seq);
+                if !lt(nxt, end) {
+                    continue; // a duplicate of data b has: not the claim's business
+                }
+                if lt(nxt, d.seq) {
+                    // Out of order: a hole before it.
+                    ofo.push((d.seq, end));
+                    out.ooo_seen += 1;
+                    waiting.push((d.number, d.ns, "out-of-order"));
+                    continue;
+                }
+                let filled = !ofo.is_empty();
+                let mut new_nxt = end;
+                ofo.sort_by_key(|r| r.0.wrapping_sub(nxt));
+                let mut k = 0;
+                while k < ofo.len() {
+                    if !lt(new_nxt, ofo[k].0) {
+                        if lt(new_nxt, ofo[k].1) {
+                            new_nxt = ofo[k].1;
+                        }
+                        ofo.remove(k);
+                    } else {
+                        k += 1;
+                    }
+                }
+                rcv_nxt = Some(new_nxt);
+                if filled {
+                    out.ooo_seen += 1;
+                    waiting.push((d.number, d.ns, "gap-filling"));
+                    // Data b holds now counts from here: the gap filler's ACK covers it at once.
+                    pending.push((d.number, d.ns, new_nxt, false));
+                } else {
+                    out.full_in_order += usize::from(d.len == full);
+                    pending.push((d.number, d.ns, new_nxt, d.len == full));
+                }
+            }
+            Event::Ack(a) => {
+                for (frame, ns, kind) in waiting.drain(..) {
+                    let dt = a.ns.saturating_sub(ns);
+                    if dt > at_once_ns {
+                        out.slow_ooo.push((frame, kind, Some(dt)));
+                    }
+                }
+                let covered: Vec<(usize, u64, u32, bool)> = pending
+                    .iter()
+                    .copied()
+                    .filter(|p| !lt(a.ack, p.2))
+                    .collect();
+                if covered.is_empty() {
+                    continue;
+                }
+                pending.retain(|p| lt(a.ack, p.2));
+                let first = covered[0];
+                let dt = a.ns.saturating_sub(first.1);
+                out.max_delay_ns = out.max_delay_ns.max(dt);
+                if dt > must40_ns {
+                    out.late.push((a.number, first.0, dt));
+                }
+                out.per_ack
+                    .push((a.number, covered.iter().filter(|p| p.3).count()));
+            }
+        }
+    }
+    for (frame, _, kind) in waiting {
+        out.slow_ooo.push((frame, kind, None));
+    }
+    out.never_acked = pending.iter().map(|p| p.0).collect();
+    out
+}
+
+/// ACK coalescing: delayed ACKs, their bound, and immediate ACKs for out-of-order data (lab Q20).
 ///
-/// RFC 9293 §3.8.6.3: a TCP SHOULD implement a delayed ACK (SHLD-18), SHOULD acknowledge at least every
-/// second full-sized segment (SHLD-19), and MUST NOT delay an ACK more than 0.5 s (MUST-40). RFC 5681 §4.2:
-/// an out-of-order segment SHOULD be acknowledged at once (a duplicate ACK), and so should a segment that
-/// fills a hole. Linux: delayed-ACK timer 40 ms (TCP_DELACK_MIN) to 200 ms (TCP_DELACK_MAX); "quick-ack"
-/// mode acknowledges every segment at the start of a connection; TCP_QUICKACK 0 leaves it.
+/// RFC 9293 §3.8.6.3: a TCP SHOULD implement a delayed ACK (SHLD-18), "an ACK SHOULD be generated for at
+/// least every second full-sized segment" (SHLD-19), and the delay MUST be less than 0.5 s (MUST-40); RFC
+/// 5681 §4.2 (MUST-58/59 by reference; RFC 1122 §4.2.3.2): out-of-order segments get an immediate
+/// duplicate ACK and a segment filling a gap an immediate ACK.
 ///
-/// Stretch ACKs (one ACK for more than two full segments) are an annotated pass, not a failure: Linux
-/// (tcp_input.c `__tcp_ack_snd_check`) sends the every-second-segment ACK only while the receive window
-/// can advance (`__tcp_select_window() >= rcv_wnd`) or the reader has consumed everything; when the reader
-/// lags, it withholds the ACK until the reader frees space — a deliberate departure from SHLD-19 that
-/// avoids advertising a window it would have to shrink. Each stretch ACK is reported with the reader's
-/// state (reading at once, or pausing).
+/// Cases: a writes 96–384 KB at once through the relay link (no delay); b reads continuously or in 4–24
+/// chunks with 2–30 ms sleeps, with SO_RCVBUF default or 32–256 KB, with or without TCP_QUICKACK set
+/// before reading; in a third of the cases the relay drops the 10th–40th data segment a -> b (so b sees
+/// out-of-order data and then the gap-filling retransmission).
 ///
-/// Cases: a writes 4–60 full segments at once. Burst: a relay limits a→b to 20–100 Mbit/s so segments
-/// arrive one by one; b reads at once or after a 50 ms pause; quick-ack on or off. Hole: the relay drops
-/// one segment of the burst (not the last two), SACK compression on or off (tcp_comp_sack_nr).
+/// Checked on the wire (frames from b after data from a, capture timestamps):
+/// - every delivered data segment is covered by an ACK, and every ACK comes within 500 ms (MUST-40) of
+///   the first in-order segment it is the first to cover (no added tolerance: Linux's TCP_DELACK_MAX is
+///   200 ms, leaving 300 ms of scheduling margin);
+/// - coalescing: when at least 48 full segments arrive in order (past Linux's quick-ack phase,
+///   TCP_MAX_QUICKACKS 16), at least one ACK covers two or more full segments (SHLD-18/19: the receiver
+///   does not ACK every segment);
+/// - every out-of-order or gap-filling segment is followed by a segment from b within 40 ms
+///   (TCP_DELACK_MIN; see [`AT_ONCE`]).
 ///
-/// Checked: every data segment is covered by an ACK within 500 ms (MUST-40); with quick-ack off and at least
-/// four segments, not every segment gets its own ACK (SHLD-18); in a hole case, every segment that arrives
-/// beyond the hole is followed within 25 ms by a duplicate ACK (or, when SACK compression waited and the
-/// hole filled meanwhile, by an ACK covering it), and the hole-filling segment by an ACK past
-/// the hole within 25 ms (RFC 5681 §4.2), far below the 40 ms delayed-ACK timer; the stream arrives intact.
+/// Stretch ACKs (one ACK covering more than two full segments) are a deliberate annotated pass, not a
+/// failure: SHLD-19 is a SHOULD, and Linux (tcp_input.c `__tcp_ack_snd_check`) sends an immediate ACK only
+/// when more than one full frame was received *and* the window can advance (`__tcp_select_window(sk) >=
+/// tp->rcv_wnd`), or in quick-ack mode, or with out-of-order data; otherwise it arms the delayed-ACK timer.
+/// A reader that sleeps (or a receive buffer the application drains slower than the wire) keeps the window
+/// from advancing, so ACKs stretch (kernel-facts: 1.8–4.9 segments per ACK in a 1 MB transfer). The notes
+/// report the largest ACK, the number of stretch ACKs, and the reader's state (pattern, SO_RCVBUF as the
+/// kernel reported it, quickack). The MUST-40 bound still applies to stretch ACKs.
 pub struct AckCoalescing;
 
 impl Property for AckCoalescing {
     type Case = CoalescingCase;
-    type Observed = ProgramObserved;
+    type Observed = CoalescingObserved;
 
     fn info(&self) -> PropertyInfo {
         PropertyInfo {
             id: "tcp.ack.coalescing",
             suite: "tcp-data",
-            title: "ACKs are delayed but never beyond 500 ms; out-of-order and hole-filling segments are ACKed at once; stretch ACKs annotated",
+            title: "the receiver coalesces ACKs but never delays one by 500 ms or more, and ACKs out-of-order and gap-filling data at once",
             clauses: &[
-                "RFC 9293 §3.8.6.3 (SHLD-18, SHLD-19, MUST-40)",
+                "RFC 9293 §3.8.6.3 (SHLD-18, SHLD-19, MUST-40, MUST-58/59)",
                 "RFC 5681 §4.2",
                 "RFC 1122 §4.2.3.2",
             ],
@@ -163,62 +329,58 @@ impl Property for AckCoalescing {
     }
 
     fn generate(&self, rng: &mut CaseRng, _family: Family) -> CoalescingCase {
-        let kind = if rng.gen_bool(0.6) {
-            CoalescingKind::Burst
-        } else {
-            CoalescingKind::Hole
-        };
-        let segments = rng.gen_range(4..=60);
         CoalescingCase {
-            kind,
-            segments,
-            quickack_off: rng.gen(),
-            read_pause_ms: if rng.gen_bool(0.3) { 50 } else { 0 },
-            rate_mbit: rng.gen_range(20..=100),
-            drop: rng.gen_range(1..=segments.min(10) - 2),
-            comp_sack_nr: if rng.gen() { 0 } else { 44 },
+            total: rng.gen_range(96 * 1024..=384 * 1024),
+            rcvbuf: rng
+                .gen_bool(0.5)
+                .then(|| rng.gen_range(32 * 1024..=256 * 1024)),
+            read: if rng.gen_bool(0.5) {
+                ReadPattern::Continuous
+            } else {
+                ReadPattern::Sleepy {
+                    reads: rng.gen_range(4..=24),
+                    sleep_ms: rng.gen_range(2..=30),
+                }
+            },
+            quickack: rng.gen_bool(0.3),
+            drop_nth: rng.gen_bool(0.33).then(|| rng.gen_range(10..=40)),
+            relay_seed: rng.gen(),
         }
     }
 
     fn lab_config(&self, case: &CoalescingCase) -> LabConfig {
-        let a_to_b = match case.kind {
-            CoalescingKind::Burst => Impairment {
-                rate_bps: Some(case.rate_mbit as u64 * 1_000_000),
-                ..Impairment::default()
-            },
-            CoalescingKind::Hole => Impairment {
-                rules: vec![Rule::DropNthData { n: case.drop }],
-                ..Impairment::default()
-            },
-        };
         LabConfig {
-            link: relay(a_to_b, Impairment::default()),
-            sysctls: vec![SysctlSetting {
-                host: Host::B,
-                key: "net.ipv4.tcp_comp_sack_nr".into(),
-                value: case.comp_sack_nr.to_string(),
-            }],
-            ..LabConfig::default()
+            link: LinkSpec::Relay(RelaySpec {
+                a_to_b: Impairment {
+                    rules: case
+                        .drop_nth
+                        .map(|n| vec![Rule::DropNthData { n }])
+                        .unwrap_or_default(),
+                    ..Default::default()
+                },
+                b_to_a: Impairment::default(),
+                seed: case.relay_seed,
+            }),
+            ..Default::default()
         }
     }
 
     fn describe(&self, c: &CoalescingCase) -> String {
         format!(
-            "a writes {} full segments{}; b quick-ack {}, reads {}",
-            c.segments,
-            match c.kind {
-                CoalescingKind::Burst => format!(" through a {} Mbit/s relay", c.rate_mbit),
-                CoalescingKind::Hole => format!(
-                    ", the relay drops data segment {} (tcp_comp_sack_nr {})",
-                    c.drop, c.comp_sack_nr
-                ),
+            "a writes {} bytes; b {}{}, SO_RCVBUF {}{}",
+            c.total,
+            match c.read {
+                ReadPattern::Continuous => "reads continuously".to_string(),
+                ReadPattern::Sleepy { reads, sleep_ms } =>
+                    format!("reads in {reads} chunks sleeping {sleep_ms} ms"),
             },
-            if c.quickack_off { "off" } else { "on" },
-            if c.read_pause_ms > 0 {
-                format!("after {} ms", c.read_pause_ms)
-            } else {
-                "at once".into()
-            }
+            if c.quickack { " with TCP_QUICKACK" } else { "" },
+            c.rcvbuf
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "default".into()),
+            c.drop_nth
+                .map(|n| format!("; relay drops data segment {n}"))
+                .unwrap_or_default()
         )
     }
 
@@ -226,636 +388,956 @@ impl Property for AckCoalescing {
         &self,
         case: &CoalescingCase,
         env: &CaseEnv,
-    ) -> Result<ProgramObserved, HarnessError> {
-        let bytes = (case.segments * full_segment(env.family)) as usize;
-        let mut p = connected(&[], &[]);
-        if case.quickack_off {
-            p.b.push(Op::SetOpt {
-                sock: 1,
-                opt: SockOpt::QuickAck(false),
-            });
-        }
-        p.a.push(Op::Sync);
-        p.b.push(Op::Sync);
-        // Long enough for the last delayed ACK (TCP_DELACK_MAX 200 ms) to be captured.
-        p.a.extend([
-            Op::Write {
-                sock: 0,
-                len: bytes,
-            },
-            Op::Sleep { ms: 220 },
-        ]);
-        if case.read_pause_ms > 0 {
-            p.b.push(Op::Sleep {
-                ms: case.read_pause_ms,
-            });
-        }
-        p.b.push(Op::ReadExact {
-            sock: 1,
-            len: bytes,
-        });
-        exec(&p, env, 3000)
+    ) -> Result<CoalescingObserved, harness::HarnessError> {
+        let mut cfg = ExecConfig::new(env.seed, env.family);
+        // Sleepy readers take up to 24 × 30 ms; retransmissions after a drop up to an RTO (200 ms min).
+        cfg.io_timeout_ms = 2000;
+        let (outcomes, sockets) = run_program(env.lab, &coalescing_program(case), cfg)?;
+        Ok(CoalescingObserved { outcomes, sockets })
     }
 
-    fn check(&self, case: &CoalescingCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
+    fn settle(&self, _case: &CoalescingCase) -> Duration {
+        Duration::from_millis(50)
+    }
+
+    fn check(
+        &self,
+        case: &CoalescingCase,
+        observed: &CoalescingObserved,
+        trace: &Trace,
+    ) -> Verdict {
         let mut findings = Findings::default();
-        let segs = segments(trace);
-        let full = full_segment(family_of(trace));
-        let data: Vec<&Seg> = segs
+        let read: u64 = observed
+            .outcomes
             .iter()
-            .filter(|s| s.from == Host::A && s.len > 0)
-            .collect();
-        let acks: Vec<&Seg> = segs
+            .filter(|o| o.host == Host::B)
+            .map(|o| match o.result {
+                OpResult::Read { n, .. } => n,
+                _ => 0,
+            })
+            .sum();
+        let Some(conv) = trace
+            .conversations
             .iter()
-            .filter(|s| s.from == Host::B && s.flags.ack)
-            .collect();
-        let dropped = |s: &Seg| {
-            trace
-                .link_events
-                .iter()
-                .any(|e| e.frame == s.index && e.kind == harness::link::LinkEventKind::Dropped)
-        };
-        // MUST-40: every delivered data segment is covered within 500 ms.
-        let mut worst = Duration::ZERO;
-        for d in data.iter().filter(|d| !dropped(d)) {
-            let end = d.seq.wrapping_add(d.len);
-            let covered = acks.iter().find(|a| a.index > d.index && a.ack >= end);
-            let Some(a) = covered else {
-                findings.push(
-                    Violation::new(
-                        "RFC 9293 §3.8.6.3 (MUST-40: an ACK is not delayed more than 0.5 s)",
-                        "a data segment was never acknowledged",
-                    )
-                    .frame(d.number)
-                    .field("ack")
-                    .expected(format!("≥ {end} within 500 ms"))
-                    .actual("no such ACK in the capture"),
-                );
-                break;
+            .find(|c| c.kind == ConversationKind::Tcp)
+        else {
+            return Verdict::Invalid {
+                reason: "no TCP conversation captured".into(),
             };
-            let delay = Duration::from_nanos(a.rel_ns.saturating_sub(d.rel_ns));
-            worst = worst.max(delay);
-            findings.check(delay <= ACK_DELAY_MAX, || {
+        };
+        let dropped: Vec<usize> = trace
+            .link_events
+            .iter()
+            .filter(|e| e.kind == LinkEventKind::Dropped)
+            .map(|e| e.frame)
+            .collect();
+        let mut events = Vec::new();
+        let mut full = 0u32;
+        for &i in &conv.frames {
+            let f = &trace.frames[i];
+            let Some(t) = f.tcp() else { continue };
+            if t.flags.syn || t.flags.rst || dropped.contains(&i) {
+                continue;
+            }
+            match f.from {
+                Some(Host::A) if t.payload_len > 0 => {
+                    full = full.max(t.payload_len as u32);
+                    events.push(Event::Data(DataSeg {
+                        number: f.number,
+                        ns: f.rel_ns,
+                        seq: f.rel_seq.unwrap_or(0),
+                        len: t.payload_len as u32,
+                    }));
+                }
+                Some(Host::B) if t.flags.ack => events.push(Event::Ack(AckSeg {
+                    number: f.number,
+                    ns: f.rel_ns,
+                    ack: f.rel_ack.unwrap_or(0),
+                })),
+                _ => {}
+            }
+        }
+        let an = analyse(
+            &events,
+            full,
+            AT_ONCE.as_nanos() as u64,
+            MUST_40.as_nanos() as u64,
+        );
+        let ms = |ns: u64| format!("{:.1} ms", ns as f64 / 1e6);
+        for &(ack, data, dt) in &an.late {
+            findings.push(
                 Violation::new(
-                    "RFC 9293 §3.8.6.3 (MUST-40: an ACK is not delayed more than 0.5 s)",
-                    "an ACK came more than 500 ms after the data it acknowledges",
+                    "RFC 9293 §3.8.6.3 (MUST-40: an ACK is delayed less than 0.5 s)",
+                    "an ACK came 500 ms or more after the data it acknowledges",
                 )
-                .frames([d.number, a.number])
-                .field("ACK delay")
-                .expected("≤ 500 ms")
-                .actual(format!("{} ms", delay.as_millis()))
+                .frames([data, ack])
+                .field("time from the first unacknowledged segment to its ACK")
+                .expected(format!("< {} ms", MUST_40.as_millis()))
+                .actual(ms(dt)),
+            );
+        }
+        if let Some(&first) = an.never_acked.first() {
+            findings.push(
+                Violation::new(
+                    "RFC 9293 §3.8.6.3 (MUST-40)",
+                    format!(
+                        "{} data segment(s) were never acknowledged",
+                        an.never_acked.len()
+                    ),
+                )
+                .frames(an.never_acked.iter().copied().take(5))
+                .field("ack from b")
+                .expected(format!("an ACK covering frame #{first} within 500 ms"))
+                .actual("none until the end of the capture"),
+            );
+        }
+        for &(frame, kind, dt) in &an.slow_ooo {
+            findings.push(
+                Violation::new(
+                    "RFC 5681 §4.2; RFC 9293 §3.8.6.3 (MUST-58/59)",
+                    format!("a {kind} segment was not acknowledged at once"),
+                )
+                .frame(frame)
+                .field("time to b's next segment")
+                .expected(format!(
+                    "< {} ms (TCP_DELACK_MIN: no delayed ACK)",
+                    AT_ONCE.as_millis()
+                ))
+                .actual(dt.map(ms).unwrap_or_else(|| "no segment from b".into())),
+            );
+        }
+        if an.full_in_order >= MIN_FULL_SEGMENTS {
+            findings.check(an.max_per_ack() >= 2, || {
+                Violation::new(
+                    "RFC 9293 §3.8.6.3 (SHLD-18/SHLD-19: delayed ACK; an ACK for every second full-sized segment)",
+                    "the receiver acknowledged every full segment on its own (no ACK coalescing)",
+                )
+                .frames(an.per_ack.iter().rev().take(3).map(|p| p.0))
+                .field("full segments covered per ACK")
+                .expected(format!(
+                    ">= 2 for at least one ACK among {} full segments in order",
+                    an.full_in_order
+                ))
+                .actual(format!(
+                    "at most {} over {} ACKs",
+                    an.max_per_ack(),
+                    an.per_ack.len()
+                ))
             });
         }
-        match case.kind {
-            CoalescingKind::Burst => {
-                // Segments per ACK, for SHLD-18 and the stretch-ACK annotation.
-                let mut acked = 1u32;
-                let mut per_ack: Vec<(u32, usize)> = Vec::new();
-                for a in &acks {
-                    if a.ack > acked {
-                        let n = (a.ack - acked).div_ceil(full);
-                        per_ack.push((n, a.number));
-                        acked = a.ack;
-                    }
-                }
-                if case.quickack_off && case.segments >= 4 {
-                    let one_each = per_ack.iter().all(|(n, _)| *n <= 1);
-                    findings.check(!one_each, || {
-                        Violation::new(
-                            "RFC 9293 §3.8.6.3 (SHLD-18: a TCP SHOULD delay ACKs)",
-                            "out of quick-ack mode, the receiver acknowledged every segment on its own",
-                        )
-                        .frames(per_ack.iter().map(|(_, n)| *n).take(4))
-                        .field("segments per ACK")
-                        .expected("at least one ACK covering two segments")
-                        .actual(format!("{} ACKs for {} segments", per_ack.len(), case.segments))
-                    });
-                }
-                let stretch: Vec<&(u32, usize)> = per_ack.iter().filter(|(n, _)| *n > 2).collect();
-                if let Some(max) = stretch.iter().map(|(n, _)| *n).max() {
-                    findings.note(format!(
-                        "stretch ACKs (Linux withholds ACKs while the window cannot advance): reader {}",
-                        if case.read_pause_ms > 0 { "pausing" } else { "reading at once" }
-                    ));
-                    let _ = max;
-                } else {
-                    findings.note("every ACK covers at most two segments");
-                }
-            }
-            CoalescingKind::Hole => {
-                let Some(hole) = data.iter().find(|d| dropped(d)) else {
-                    findings.push(
-                        Violation::new(
-                            "netconform relay (the case's drop rule)",
-                            "the relay dropped nothing",
-                        )
-                        .field("dropped segments")
-                        .expected(case.drop)
-                        .actual(0),
-                    );
-                    return findings.verdict();
-                };
-                let fill = data.iter().find(|d| {
-                    d.index > hole.index
-                        && !dropped(d)
-                        && d.seq <= hole.seq
-                        && hole.seq < d.seq + d.len
-                });
-                let fill_index = fill.map_or(usize::MAX, |f| f.index);
-                for d in data.iter().filter(|d| {
-                    d.index > hole.index && d.index < fill_index && !dropped(d) && d.seq > hole.seq
-                }) {
-                    // A duplicate ACK, or (SACK compression waits up to 1 ms, and the hole may fill
-                    // meanwhile) an ACK that already covers the segment.
-                    let end = d.seq + d.len;
-                    let dup = acks
-                        .iter()
-                        .find(|a| a.index > d.index && (a.ack <= hole.seq || a.ack >= end));
-                    let ok = dup.is_some_and(|a| {
-                        Duration::from_nanos(a.rel_ns.saturating_sub(d.rel_ns)) <= ACK_AT_ONCE
-                    });
-                    findings.check(ok, || {
-                        let mut v = Violation::new(
-                            "RFC 5681 §4.2 (an out-of-order segment SHOULD be acknowledged at once)",
-                            "a segment beyond the hole was not followed by a duplicate ACK at once",
-                        )
-                        .frame(d.number)
-                        .field("duplicate ACK delay")
-                        .expected("≤ 25 ms (Linux: at once, SACK compression ≤ 1 ms)")
-                        .actual(dup.map_or("none".into(), |a| {
-                            format!("{} ms", (a.rel_ns.saturating_sub(d.rel_ns)) / 1_000_000)
-                        }));
-                        if let Some(a) = dup {
-                            v = v.frame(a.number);
-                        }
-                        v
-                    });
-                }
-                if let Some(f) = fill {
-                    let jump = acks.iter().find(|a| a.index > f.index && a.ack > hole.seq);
-                    let ok = jump.is_some_and(|a| {
-                        Duration::from_nanos(a.rel_ns.saturating_sub(f.rel_ns)) <= ACK_AT_ONCE
-                    });
-                    findings.check(ok, || {
-                        Violation::new(
-                            "RFC 5681 §4.2 (a segment that fills a hole SHOULD be acknowledged at once)",
-                            "the hole-filling segment was not acknowledged at once",
-                        )
-                        .frame(f.number)
-                        .field("ACK delay")
-                        .expected("≤ 25 ms")
-                        .actual(jump.map_or("no ACK past the hole".into(), |a| {
-                            format!("{} ms (frame #{})", a.rel_ns.saturating_sub(f.rel_ns) / 1_000_000, a.number)
-                        }))
-                    });
-                }
-                findings.note("hole: out-of-order and filling segments ACKed at once");
-            }
+        // Last: a short read is usually a consequence of the wire findings above.
+        findings.check(read == case.total as u64, || {
+            Violation::new("RFC 9293 §3.4", "b did not read everything a wrote")
+                .field("bytes read by b")
+                .expected(case.total)
+                .actual(read)
+        });
+        let rcvbuf = observed
+            .outcomes
+            .iter()
+            .filter(|o| o.host == Host::B && matches!(o.op, Op::ReadExact { .. }))
+            .find_map(|o| o.sock.as_ref().and_then(|s| s.rcvbuf));
+        findings.note(format!(
+            "{} ACKs for {} full segments in order, max {} per ACK, {} stretch ACK(s) (> 2 full segments), max ACK delay {}; reader {}, SO_RCVBUF {}{}",
+            an.per_ack.len(),
+            an.full_in_order,
+            an.max_per_ack(),
+            an.stretch(),
+            ms(an.max_delay_ns),
+            match case.read {
+                ReadPattern::Continuous => "blocked in read (continuous)".to_string(),
+                ReadPattern::Sleepy { reads, sleep_ms } => format!("sleeping {sleep_ms} ms before each of {reads} reads"),
+            },
+            rcvbuf.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
+            if case.quickack { ", TCP_QUICKACK set" } else { "" },
+        ));
+        if an.ooo_seen > 0 {
+            findings.note(format!(
+                "{} out-of-order/gap-filling segment(s) answered at once",
+                an.ooo_seen
+            ));
         }
-        if worst > Duration::from_millis(200) {
-            findings.note("an ACK waited longer than TCP_DELACK_MAX (200 ms)");
-        }
-        check_read(
-            observed,
-            Host::B,
-            (case.segments * full) as u64,
-            &mut findings,
-        );
         findings.verdict()
     }
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Nagle, NODELAY, CORK.
+#[cfg(test)]
+mod tests {
+    use super::*;
 
+    fn d(number: usize, ms: u64, seq: u32, len: u32) -> Event {
+        Event::Data(DataSeg {
+            number,
+            ns: ms * 1_000_000,
+            seq,
+            len,
+        })
+    }
+    fn a(number: usize, ms: u64, ack: u32) -> Event {
+        Event::Ack(AckSeg {
+            number,
+            ns: ms * 1_000_000,
+            ack,
+        })
+    }
+    const AT: u64 = 40_000_000;
+    const M40: u64 = 500_000_000;
+
+    #[test]
+    fn coalesced_acks_are_counted() {
+        let ev = [
+            d(1, 0, 1, 100),
+            d(2, 0, 101, 100),
+            a(3, 1, 201),
+            d(4, 2, 201, 100),
+            d(5, 2, 301, 100),
+            d(6, 2, 401, 100),
+            a(7, 3, 501),
+        ];
+        let an = analyse(&ev, 100, AT, M40);
+        assert_eq!(an.per_ack, vec![(3, 2), (7, 3)]);
+        assert_eq!(an.stretch(), 1);
+        assert!(an.late.is_empty() && an.never_acked.is_empty() && an.slow_ooo.is_empty());
+    }
+
+    #[test]
+    fn late_and_missing_acks_are_found() {
+        let ev = [d(1, 0, 1, 100), a(2, 600, 101), d(3, 700, 101, 100)];
+        let an = analyse(&ev, 100, AT, M40);
+        assert_eq!(an.late, vec![(2, 1, 600_000_000)]);
+        assert_eq!(an.never_acked, vec![3]);
+    }
+
+    #[test]
+    fn out_of_order_and_gap_filling_need_an_answer_at_once() {
+        // Segment 101..201 lost; 201..301 arrives out of order, answered at once; the retransmission
+        // fills the gap and is answered 50 ms later: too slow.
+        let ev = [
+            d(1, 0, 1, 100),
+            a(2, 1, 101),
+            d(3, 2, 201, 100),
+            a(4, 3, 101),
+            d(5, 200, 101, 100),
+            a(6, 250, 301),
+        ];
+        let an = analyse(&ev, 100, AT, M40);
+        assert_eq!(an.ooo_seen, 2);
+        assert_eq!(an.slow_ooo, vec![(5, "gap-filling", Some(50_000_000))]);
+        assert!(an.never_acked.is_empty(), "{an:?}");
+    }
+}
+
+/// How a sends small writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum NagleMode {
+pub enum SendMode {
+    /// Nagle on (the default).
     Nagle,
+    /// TCP_NODELAY.
     NoDelay,
-    Cork,
+    /// TCP_CORK on before the writes, off `hold_ms` after the last one.
+    Cork { hold_ms: u32 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NagleCase {
-    pub mode: NagleMode,
-    /// Sizes of a's small writes.
+    pub mode: SendMode,
+    /// Sizes of a's writes (all below the MSS).
     pub writes: Vec<usize>,
-    /// `net.ipv4.tcp_autocorking` on a.
+    /// Pause between writes (0: back to back).
+    pub gap_ms: u32,
+    /// net.ipv4.tcp_autocorking on a.
     pub autocorking: bool,
 }
 
-/// One-way delay of the Nagle relay: an ACK takes a 10 ms round trip, so writes 3 ms apart find data
-/// unacknowledged.
-const NAGLE_DELAY_MS: u32 = 5;
-/// NODELAY writes are this far apart.
-const NODELAY_GAP_MS: u32 = 3;
+pub struct NagleObserved {
+    pub outcomes: Vec<OpOutcome>,
+    pub sockets: Vec<HostSockets>,
+}
 
-/// Nagle's algorithm, TCP_NODELAY and TCP_CORK (lab Q22).
+impl std::fmt::Debug for NagleObserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NagleObserved")
+            .field("outcomes", &self.outcomes)
+            .finish_non_exhaustive()
+    }
+}
+
+const NAGLE_PORT: u16 = 5003;
+/// Linux's cork ceiling (tcp(7): "a 200 millisecond ceiling on the time for which output is corked by
+/// TCP_CORK"); a corked partial segment may leave this long after the first corked write, −10 % for timer
+/// rounding.
+const CORK_CEILING: Duration = Duration::from_millis(180);
+/// Executor clock vs capture clock (same start, µs apart) plus the time a write takes to reach the capture
+/// on a loaded machine.
+const CLOCK_SLACK: Duration = Duration::from_millis(5);
+
+fn nagle_program(case: &NagleCase) -> Program {
+    let total: usize = case.writes.iter().sum();
+    let mut a = vec![
+        Op::Sync,
+        Op::Socket {
+            kind: SockKind::Tcp,
+        },
+    ];
+    match case.mode {
+        SendMode::Nagle => {}
+        SendMode::NoDelay => a.push(Op::SetOpt {
+            sock: 0,
+            opt: SockOpt::NoDelay(true),
+        }),
+        SendMode::Cork { .. } => a.push(Op::SetOpt {
+            sock: 0,
+            opt: SockOpt::Cork(true),
+        }),
+    }
+    a.extend([
+        Op::Connect {
+            sock: 0,
+            port: NAGLE_PORT,
+        },
+        Op::Sync,
+    ]);
+    for (k, &len) in case.writes.iter().enumerate() {
+        if k > 0 && case.gap_ms > 0 {
+            a.push(Op::Sleep { ms: case.gap_ms });
+        }
+        a.push(Op::Write { sock: 0, len });
+    }
+    if let SendMode::Cork { hold_ms } = case.mode {
+        a.push(Op::Sleep { ms: hold_ms });
+        a.push(Op::SetOpt {
+            sock: 0,
+            opt: SockOpt::Cork(false),
+        });
+    }
+    a.extend([Op::Sync, Op::Close { sock: 0 }, Op::Sync]);
+    Program {
+        a,
+        b: vec![
+            Op::Socket {
+                kind: SockKind::Tcp,
+            },
+            Op::Bind {
+                sock: 0,
+                port: NAGLE_PORT,
+            },
+            Op::Listen {
+                sock: 0,
+                backlog: 4,
+            },
+            Op::Sync,
+            Op::Sync,
+            Op::Accept { sock: 0 },
+            Op::ReadExact {
+                sock: 1,
+                len: total,
+            },
+            Op::Sync,
+            Op::Close { sock: 1 },
+            Op::Sync,
+        ],
+    }
+}
+
+/// Nagle's algorithm, TCP_NODELAY and TCP_CORK on the wire (lab Q22).
 ///
-/// RFC 9293 §3.7.4 (SHLD-7 via RFC 1122 §4.2.3.4, RFC 896): a sender with unacknowledged data holds a new
-/// sub-MSS segment until the data is acknowledged or a full segment can be sent; Linux applies Minshall's
-/// variant (`tcp_nagle_check`: at most one *sub-MSS* segment unacknowledged). MUST-17: the application can
-/// turn it off (TCP_NODELAY), and each small write then leaves at once. tcp(7) TCP_CORK: partial frames are
-/// held while corked (up to 200 ms) and sent when uncorked. PSH: Linux marks the last segment of each
-/// write (`tcp_push` → `tcp_mark_push`); RFC 9293 §3.9.1 lets the sender set PSH on the last segment of a
-/// SEND.
+/// RFC 9293 §3.7.4: a TCP SHOULD implement the Nagle algorithm (SHLD-7) — "if there is unacknowledged data,
+/// then the sending TCP buffers all user data (regardless of the PSH bit) until the outstanding data has
+/// been acknowledged or until the TCP can send a full-sized segment" — and MUST give the application a way
+/// to disable it per connection (MUST-17: TCP_NODELAY). Linux implements the Minshall variant
+/// (tcp_output.c `tcp_nagle_check` / `tcp_minshall_check`): a partial segment is held only while a
+/// previously sent *partial* segment is unacknowledged — exactly the RFC 896 property checkable on the wire.
 ///
-/// Cases: 3–20 writes of 1–400 bytes over a relay with 10 ms round trip. Nagle: back to back; NODELAY:
-/// 3 ms apart; CORK: corked, back to back, uncorked 30 ms later. Linux autocorking on or off on a (it may
-/// merge small writes while earlier data is still in the host: allowed in every mode checked here).
+/// Cases: a makes 4–24 writes of 1–600 bytes, back to back or 1–4 ms apart, with Nagle (default),
+/// TCP_NODELAY, or TCP_CORK released 20–400 ms after the last write; `net.ipv4.tcp_autocorking` on a is
+/// generated (on/off): autocorking (Linux ≥ 3.14) holds small writes while earlier ones are still in the
+/// host's queues, which can merge NODELAY writes, so the per-write claim below is made only with
+/// autocorking off or writes spaced ≥ 1 ms (by then the earlier skb has left; the veth RTT is ~50 µs).
 ///
-/// Checked (capture order at the relay: a's segments are recorded as they leave a, ACKs as they leave b,
-/// so the check never blames a segment sent after a's ACK arrived): Nagle — between a sub-MSS data segment
-/// and the ACK covering it no other sub-MSS data segment from a; NODELAY — one segment per write, of that
-/// write's size; CORK — every segment but the last is full-sized (one segment if the data fits in one);
-/// all modes — the segment carrying the last byte has PSH, and b reads every byte intact.
+/// Checked (MSS = a's TCP_INFO snd_mss; retransmissions ignored):
+/// - Nagle: between a sub-MSS data segment from a and the first ACK from b covering it, a sends no other
+///   sub-MSS data segment;
+/// - TCP_NODELAY with writes ≥ 1 ms apart: one segment per write, of that write's length, in order;
+/// - TCP_CORK: no sub-MSS segment leaves before the uncork (−5 ms clock slack) unless Linux's 200 ms cork
+///   ceiling (tcp(7)) passed since the first corked write (−10 %); full segments may leave at any time;
+/// - the segment carrying the last byte written has PSH (Linux marks the last skb of every sendmsg).
 pub struct Nagle;
 
 impl Property for Nagle {
     type Case = NagleCase;
-    type Observed = ProgramObserved;
+    type Observed = NagleObserved;
 
     fn info(&self) -> PropertyInfo {
         PropertyInfo {
             id: "tcp.nagle",
             suite: "tcp-data",
-            title: "Nagle keeps at most one small segment unacknowledged; NODELAY sends each write at once; CORK sends only full segments; PSH ends the data",
-            clauses: &[
-                "RFC 9293 §3.7.4 (SHLD-7, MUST-17)",
-                "RFC 896",
-                "RFC 1122 §4.2.3.4",
-                "RFC 9293 §3.9.1 (PUSH)",
-            ],
+            title: "with Nagle at most one sub-MSS segment is unacknowledged; TCP_NODELAY sends each write at once; TCP_CORK holds partial segments; PSH ends a write",
+            clauses: &["RFC 9293 §3.7.4 (SHLD-7, MUST-17)", "RFC 896"],
             questions: &["Q22"],
-            needs: Needs {
-                link: LinkKind::Relay,
-            },
+            needs: Needs { link: LinkKind::Veth },
         }
     }
 
     fn generate(&self, rng: &mut CaseRng, _family: Family) -> NagleCase {
-        let mode = match rng.gen_range(0..3) {
-            0 => NagleMode::Nagle,
-            1 => NagleMode::NoDelay,
-            _ => NagleMode::Cork,
-        };
+        let n = rng.gen_range(4..=24);
         NagleCase {
-            mode,
-            writes: (0..rng.gen_range(3..=20))
-                .map(|_| rng.gen_range(1..=400))
-                .collect(),
-            autocorking: rng.gen(),
+            mode: match rng.gen_range(0..3) {
+                0 => SendMode::Nagle,
+                1 => SendMode::NoDelay,
+                _ => SendMode::Cork {
+                    hold_ms: rng.gen_range(20..=400),
+                },
+            },
+            writes: (0..n).map(|_| rng.gen_range(1..=600)).collect(),
+            gap_ms: if rng.gen_bool(0.5) {
+                0
+            } else {
+                rng.gen_range(1..=4)
+            },
+            autocorking: rng.gen_bool(0.5),
         }
     }
 
     fn lab_config(&self, case: &NagleCase) -> LabConfig {
-        LabConfig {
-            link: relay(delay(NAGLE_DELAY_MS), delay(NAGLE_DELAY_MS)),
-            sysctls: vec![SysctlSetting {
-                host: Host::A,
-                key: "net.ipv4.tcp_autocorking".into(),
-                value: if case.autocorking { "1" } else { "0" }.into(),
-            }],
-            ..LabConfig::default()
-        }
+        let mut cfg = LabConfig::default();
+        cfg.sysctls.push(harness::lab::SysctlSetting {
+            host: Host::A,
+            key: "net.ipv4.tcp_autocorking".into(),
+            value: if case.autocorking { "1" } else { "0" }.into(),
+        });
+        cfg
     }
 
     fn describe(&self, c: &NagleCase) -> String {
         format!(
-            "{:?}: a writes {:?} (autocorking {})",
-            c.mode, c.writes, c.autocorking as u8
+            "a ({}, autocorking {}) writes {} pieces ({} bytes) {}",
+            match c.mode {
+                SendMode::Nagle => "Nagle".to_string(),
+                SendMode::NoDelay => "TCP_NODELAY".to_string(),
+                SendMode::Cork { hold_ms } => format!("TCP_CORK released {hold_ms} ms later"),
+            },
+            if c.autocorking { "on" } else { "off" },
+            c.writes.len(),
+            c.writes.iter().sum::<usize>(),
+            if c.gap_ms == 0 {
+                "back to back".to_string()
+            } else {
+                format!("{} ms apart", c.gap_ms)
+            }
         )
     }
 
-    fn execute(&self, case: &NagleCase, env: &CaseEnv) -> Result<ProgramObserved, HarnessError> {
-        let a_opts = match case.mode {
-            NagleMode::Nagle => vec![],
-            NagleMode::NoDelay => vec![SockOpt::NoDelay(true)],
-            NagleMode::Cork => vec![SockOpt::Cork(true)],
-        };
-        let mut p = connected(&a_opts, &[]);
-        for (i, &w) in case.writes.iter().enumerate() {
-            if case.mode == NagleMode::NoDelay && i > 0 {
-                p.a.push(Op::Sleep { ms: NODELAY_GAP_MS });
-            }
-            p.a.push(Op::Write { sock: 0, len: w });
-        }
-        if case.mode == NagleMode::Cork {
-            p.a.extend([
-                Op::Sleep { ms: 30 },
-                Op::SetOpt {
-                    sock: 0,
-                    opt: SockOpt::Cork(false),
-                },
-            ]);
-        }
-        p.a.push(Op::Sleep { ms: 60 });
-        let total: usize = case.writes.iter().sum();
-        p.b.push(Op::ReadExact {
-            sock: 1,
-            len: total,
-        });
-        exec(&p, env, 2000)
+    fn execute(
+        &self,
+        case: &NagleCase,
+        env: &CaseEnv,
+    ) -> Result<NagleObserved, harness::HarnessError> {
+        let mut cfg = ExecConfig::new(env.seed, env.family);
+        cfg.io_timeout_ms = 1000;
+        let (outcomes, sockets) = run_program(env.lab, &nagle_program(case), cfg)?;
+        Ok(NagleObserved { outcomes, sockets })
     }
 
-    fn check(&self, case: &NagleCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
+    fn settle(&self, _case: &NagleCase) -> Duration {
+        Duration::from_millis(20)
+    }
+
+    fn check(&self, case: &NagleCase, observed: &NagleObserved, trace: &Trace) -> Verdict {
         let mut findings = Findings::default();
-        let segs = segments(trace);
-        let full = full_segment(family_of(trace));
-        let data: Vec<&Seg> = segs
-            .iter()
-            .filter(|s| s.from == Host::A && s.len > 0 && !s.retransmission)
-            .collect();
         let total: usize = case.writes.iter().sum();
+        let mss = observed
+            .outcomes
+            .iter()
+            .filter(|o| o.host == Host::A)
+            .filter_map(|o| o.sock.as_ref().and_then(|s| s.tcp))
+            .filter(|t| t.state == 1) // ESTABLISHED: before connect TCP_INFO says 536 (TCP_MSS_DEFAULT)
+            .map(|t| t.snd_mss)
+            .next_back()
+            .filter(|&m| m > 0);
+        let Some(mss) = mss else {
+            return Verdict::Invalid {
+                reason: "no TCP_INFO snd_mss for a's socket".into(),
+            };
+        };
+        let Some(conv) = trace
+            .conversations
+            .iter()
+            .find(|c| c.kind == ConversationKind::Tcp)
+        else {
+            return Verdict::Invalid {
+                reason: "no TCP conversation captured".into(),
+            };
+        };
+        // a's new data segments (frame index, rel seq, len) and b's ACKs (frame index, rel ack).
+        let mut data: Vec<(usize, u32, u32)> = Vec::new();
+        let mut acks: Vec<(usize, u32)> = Vec::new();
+        for &i in &conv.frames {
+            let f = &trace.frames[i];
+            let Some(t) = f.tcp() else { continue };
+            if f.from == Some(Host::A)
+                && t.payload_len > 0
+                && !f.labels.contains(&harness::trace::Label::Retransmission)
+            {
+                data.push((i, f.rel_seq.unwrap_or(0), t.payload_len as u32));
+            } else if f.from == Some(Host::B) && t.flags.ack {
+                acks.push((i, f.rel_ack.unwrap_or(0)));
+            }
+        }
+        let small = |len: u32| len < mss;
+        let num = |i: usize| trace.frames[i].number;
         match case.mode {
-            NagleMode::Nagle => {
-                for (k, d) in data.iter().enumerate() {
-                    if d.len >= full {
+            SendMode::Nagle => {
+                for (k, &(i, seq, len)) in data.iter().enumerate() {
+                    if !small(len) {
                         continue;
                     }
-                    let end = d.seq + d.len;
-                    let acked_at = segs
+                    let end = seq.wrapping_add(len);
+                    let acked_at = acks
                         .iter()
-                        .find(|a| a.from == Host::B && a.index > d.index && a.ack >= end)
-                        .map_or(usize::MAX, |a| a.index);
-                    if let Some(next) = data[k + 1..]
+                        .find(|&&(j, ack)| j > i && (ack.wrapping_sub(end) as i32) >= 0)
+                        .map(|&(j, _)| j)
+                        .unwrap_or(usize::MAX);
+                    if let Some(&(j, _, len2)) = data[k + 1..]
                         .iter()
-                        .find(|n| n.index < acked_at && n.len < full)
+                        .find(|&&(j, _, l)| j < acked_at && small(l))
                     {
                         findings.push(
                             Violation::new(
                                 "RFC 9293 §3.7.4 (SHLD-7: Nagle); RFC 896",
-                                "a second small segment was sent while a small segment was unacknowledged",
+                                "a second sub-MSS segment left while an earlier one was unacknowledged",
                             )
-                            .frames([d.number, next.number])
-                            .field("unacknowledged sub-MSS segments")
-                            .expected("at most one")
-                            .actual(format!("{} bytes and {} bytes", d.len, next.len)),
+                            .frames([num(i), num(j)])
+                            .field("payload of the second segment")
+                            .expected(format!(
+                                "no sub-MSS (< {mss} bytes) segment before the ACK of frame #{} ({len} bytes)",
+                                num(i)
+                            ))
+                            .actual(format!("{len2} bytes in frame #{}", num(j))),
                         );
                         break;
                     }
                 }
-                findings.note(format!(
-                    "Nagle: {} writes in {} segments",
-                    case.writes.len(),
-                    data.len()
-                ));
             }
-            NagleMode::NoDelay => {
-                let sizes: Vec<u32> = data.iter().map(|d| d.len).collect();
-                let writes: Vec<u32> = case.writes.iter().map(|&w| w as u32).collect();
-                findings.check(sizes == writes, || {
-                    Violation::new(
-                        "RFC 9293 §3.7.4 (MUST-17: with Nagle off, data is sent at once)",
-                        "with TCP_NODELAY, small writes 3 ms apart did not leave one segment each",
-                    )
-                    .frames(data.iter().map(|d| d.number).take(6))
-                    .field("segment sizes")
-                    .expected(format!("{writes:?}"))
-                    .actual(format!("{sizes:?}"))
-                });
+            SendMode::NoDelay => {
+                if case.gap_ms > 0 || !case.autocorking {
+                    let got: Vec<u32> = data.iter().map(|d| d.2).collect();
+                    let want: Vec<u32> = case.writes.iter().map(|&w| w as u32).collect();
+                    if case.gap_ms > 0 {
+                        findings.check(got == want, || {
+                            Violation::new(
+                                "RFC 9293 §3.7.4 (MUST-17: Nagle can be disabled; each write then leaves at once)",
+                                "TCP_NODELAY writes spaced apart were not sent one segment per write",
+                            )
+                            .frames(data.iter().map(|d| num(d.0)).take(8))
+                            .field("payload lengths of a's segments")
+                            .expected(format!("{want:?}"))
+                            .actual(format!("{got:?}"))
+                        });
+                    } else {
+                        findings.note(format!(
+                            "nodelay back to back, autocorking off: {}",
+                            if got == want {
+                                "one segment per write"
+                            } else {
+                                "writes merged (cwnd-limited)"
+                            }
+                        ));
+                    }
+                }
             }
-            NagleMode::Cork => {
-                let n = data.len();
-                for (k, d) in data.iter().enumerate() {
-                    findings.check(k + 1 == n || d.len >= full, || {
-                        Violation::new(
-                            "tcp(7) TCP_CORK (partial frames are held while corked)",
-                            "a partial segment left while the socket was corked",
+            SendMode::Cork { .. } => {
+                let uncork = observed.outcomes.iter().find(|o| {
+                    o.host == Host::A
+                        && matches!(
+                            o.op,
+                            Op::SetOpt {
+                                opt: SockOpt::Cork(false),
+                                ..
+                            }
                         )
-                        .frame(d.number)
-                        .field("payload")
-                        .expected(format!("{full} bytes (full) or the last segment"))
-                        .actual(format!(
-                            "{} bytes, segment {} of {n}",
-                            d.len,
-                            k + 1
-                        ))
-                    });
+                });
+                let first_write = observed
+                    .outcomes
+                    .iter()
+                    .find(|o| o.host == Host::A && matches!(o.op, Op::Write { .. }));
+                if let (Some(u), Some(w)) = (uncork, first_write) {
+                    let earliest = u
+                        .t_ns
+                        .min(w.t_ns + CORK_CEILING.as_nanos() as u64)
+                        .saturating_sub(CLOCK_SLACK.as_nanos() as u64);
+                    let mut ceiling_seen = false;
+                    for &(i, _, len) in &data {
+                        let at = trace.frames[i].rel_ns;
+                        if small(len) && at < earliest {
+                            findings.push(
+                                Violation::new(
+                                    "tcp(7) TCP_CORK: partial frames are held until uncorked (200 ms ceiling)",
+                                    "a partial segment left while the socket was corked",
+                                )
+                                .frame(num(i))
+                                .field("time of the sub-MSS segment")
+                                .expected(format!(
+                                    "at or after {:.1} ms (uncork, or the 200 ms cork ceiling)",
+                                    earliest as f64 / 1e6
+                                ))
+                                .actual(format!(
+                                    "{:.1} ms ({len} bytes)",
+                                    at as f64 / 1e6
+                                )),
+                            );
+                            break;
+                        }
+                        if small(len) && at + (CLOCK_SLACK.as_nanos() as u64) < u.t_ns {
+                            ceiling_seen = true;
+                        }
+                    }
+                    if ceiling_seen {
+                        findings
+                            .note("cork: partial segment sent at the 200 ms ceiling before uncork");
+                    }
                 }
             }
         }
-        if let Some(last) = data.iter().max_by_key(|d| d.seq + d.len) {
-            findings.check(last.flags.psh, || {
+        // PSH on the segment carrying the last byte.
+        if let Some(&(i, seq, len)) = data
+            .iter()
+            .find(|d| d.1.wrapping_add(d.2) as usize == total + 1)
+        {
+            let psh = trace.frames[i].tcp().is_some_and(|t| t.flags.psh);
+            findings.check(psh, || {
                 Violation::new(
-                    "RFC 9293 §3.9.1 (PUSH on the last segment of a SEND); Linux tcp_mark_push",
-                    "the segment carrying the last byte has no PSH",
+                    "RFC 9293 §3.9.1 (SEND with PUSH); Linux tcp_mark_push at the end of sendmsg",
+                    "the segment with the last byte written has no PSH",
                 )
-                .frame(last.number)
+                .frame(num(i))
                 .field("flags")
-                .expected("P.")
-                .actual(last.flags.tcpdump())
+                .expected("PSH set")
+                .actual(format!(
+                    "{} (seq {seq}, {len} bytes)",
+                    trace.frames[i]
+                        .tcp()
+                        .map(|t| t.flags.tcpdump())
+                        .unwrap_or_default()
+                ))
             });
         }
-        check_read(observed, Host::B, total as u64, &mut findings);
+        findings.note(format!(
+            "{}: {}",
+            match case.mode {
+                SendMode::Cork { .. } => "cork",
+                SendMode::Nagle => "nagle",
+                SendMode::NoDelay => "nodelay",
+            },
+            if data.len() == case.writes.len() {
+                "one segment per write"
+            } else {
+                "writes merged into fewer segments"
+            }
+        ));
         findings.verdict()
     }
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Silly window syndrome.
-
-/// RFC 1122 §4.2.3.4's override timeout for the sender's SWS rule is 0.1–1 s; Linux sends a partial
-/// segment into a small window only from the zero-window probe timer (≥ TCP_RTO_MIN, 200 ms). A sub-MSS
-/// segment sooner than this after a's previous segment is a finding.
-const SWS_OVERRIDE: Duration = Duration::from_millis(100);
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SwsCase {
+    /// b's SO_RCVBUF (the kernel doubles it).
     pub rcvbuf: i32,
-    /// Bytes a writes at once (then closes).
     pub total: usize,
-    /// b reads this many bytes per read...
+    /// b reads this much per read …
     pub chunk: usize,
-    /// ...with this pause between reads.
-    pub pause_ms: u32,
+    /// … sleeping this long before each read.
+    pub sleep_ms: u32,
+    /// a sets TCP_NODELAY.
+    pub nodelay: bool,
 }
 
-/// Silly window syndrome avoidance (lab Q30, Q31).
+pub struct SwsObserved {
+    pub outcomes: Vec<OpOutcome>,
+    pub sockets: Vec<HostSockets>,
+}
+
+impl std::fmt::Debug for SwsObserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwsObserved")
+            .field("outcomes", &self.outcomes)
+            .finish_non_exhaustive()
+    }
+}
+
+const SWS_PORT: u16 = 5004;
+/// RFC 1122 §4.2.3.4 lets the sender send a short segment when an override timeout expires; Linux's is the
+/// zero-window/persist probe timer (tcp_write_wakeup sends window-sized data), starting at TCP_RTO_MIN 200 ms;
+/// −10 % for timer rounding.
+const SWS_OVERRIDE: Duration = Duration::from_millis(180);
+
+fn sws_program(case: &SwsCase) -> Program {
+    let mut b = vec![
+        Op::Socket {
+            kind: SockKind::Tcp,
+        },
+        Op::SetOpt {
+            sock: 0,
+            opt: SockOpt::RcvBuf(case.rcvbuf),
+        },
+        Op::Bind {
+            sock: 0,
+            port: SWS_PORT,
+        },
+        Op::Listen {
+            sock: 0,
+            backlog: 4,
+        },
+        Op::Sync,
+        Op::Sync,
+        Op::Accept { sock: 0 },
+    ];
+    let mut left = case.total;
+    while left > 0 {
+        let n = case.chunk.min(left);
+        b.push(Op::Sleep { ms: case.sleep_ms });
+        b.push(Op::ReadExact { sock: 1, len: n });
+        left -= n;
+    }
+    b.extend([Op::Sync, Op::Close { sock: 1 }, Op::Sync]);
+    let mut a = vec![
+        Op::Sync,
+        Op::Socket {
+            kind: SockKind::Tcp,
+        },
+    ];
+    if case.nodelay {
+        a.push(Op::SetOpt {
+            sock: 0,
+            opt: SockOpt::NoDelay(true),
+        });
+    }
+    a.extend([
+        Op::Connect {
+            sock: 0,
+            port: SWS_PORT,
+        },
+        Op::Sync,
+        Op::Write {
+            sock: 0,
+            len: case.total,
+        },
+        Op::Sync,
+        Op::Close { sock: 0 },
+        Op::Sync,
+    ]);
+    Program { a, b }
+}
+
+/// Silly window syndrome avoidance, receiver and sender (lab Q30, Q31).
 ///
-/// RFC 9293 §3.8.6.2.2 (MUST-38, receiver): the window is not opened by small amounts — the right edge
-/// (RCV.NXT + RCV.WND) moves forward only by at least min(RCV.BUFF / 2, Eff.snd.MSS). §3.8.6.2.1 (MUST-39,
-/// sender): a segment smaller than Eff.snd.MSS is sent only if it is the end of the data (all of it can go
-/// now), or after the override timeout (RFC 1122 §4.2.3.4: 0.1–1 s).
+/// RFC 9293 §3.8.6.2.2 (MUST-39) / RFC 1122 §4.2.3.3: the receiver does not advance its right window edge
+/// (RCV.NXT + RCV.WND) by less than min(RCV.BUFF/2, Eff.snd.MSS). §3.8.6.2.1 (MUST-38) / RFC 1122 §4.2.3.4:
+/// the sender sends a short segment only if it is the end of the data (with PUSH), or at least half the
+/// largest window the receiver offered (Fs = 1/2), or when the override timeout expires.
 ///
-/// Cases: b's SO_RCVBUF 2–16 KB; a writes 4× that at once and closes; b reads 100–1500 bytes at a time with
-/// 2–10 ms pauses (a slow reader that frees space in small steps).
+/// Cases: b's SO_RCVBUF 2048–16384 (doubled by the kernel), b reads 1–600 bytes per read with 1–8 ms sleeps
+/// before each (20–60 reads), a writes everything at once, with or without TCP_NODELAY.
 ///
-/// Checked, from the capture: until all the data has arrived, each time b moves its right edge (ack +
-/// window, scaled) forward, it does so by at least min(W / 2, MSS), where W is the largest window b
-/// advertised (RCV.BUFF as the sender can see it) and MSS the full segment payload; each sub-MSS data
-/// segment from a is at least Fs · W = W / 2 (RFC 1122 §4.2.3.4's Fs = 1/2; Linux's tcp_bound_to_half_wnd
-/// sends such segments when W is small), the last one of the data, or at least 100 ms after a's previous
-/// segment (the override timeout; Linux: its zero-window probe timer); b reads every byte intact.
+/// Checked on the wire: every increase of b's right edge (ack + scaled window, from the ACK that last moved
+/// it) is at least min(SO_RCVBUF as reported / 2, a's snd_mss). Measured Linux specific, tolerated: the ACK
+/// of the sender's last, short segment moves the edge by that segment's length, because tcp_select_window
+/// keeps the current window offering when it is within one MSS of the free space (seen in about half the
+/// cases) — allowed only when that ACK covers the end of the data. The FIN's ACK (+1) is not a window
+/// change. Every data segment from a shorter than the MSS is the end of the data, or ≥ half the largest
+/// window b advertised, or follows a's previous segment by ≥ 180 ms (the override timeout: Linux's persist
+/// timer, TCP_RTO_MIN 200 ms −10 %, whose tcp_write_wakeup sends window-sized data). Measured: 0 such
+/// segments in 192 cases (Linux's tcp_snd_wnd_test waits for a full MSS of window).
 pub struct SwsAvoidance;
 
 impl Property for SwsAvoidance {
     type Case = SwsCase;
-    type Observed = ProgramObserved;
+    type Observed = SwsObserved;
 
     fn info(&self) -> PropertyInfo {
         PropertyInfo {
             id: "tcp.sws.avoidance",
             suite: "tcp-data",
-            title: "a slow reader opens its window only in steps of min(buffer/2, MSS); the sender sends no small segments into a small window",
-            clauses: &[
-                "RFC 9293 §3.8.6.2.2 (MUST-38)",
-                "RFC 9293 §3.8.6.2.1 (MUST-39)",
-                "RFC 1122 §4.2.3.3, §4.2.3.4",
-            ],
+            title: "a slow reader never advertises small window increases, and the sender sends no small segments into a small window",
+            clauses: &["RFC 9293 §3.8.6.2.1 (MUST-38)", "RFC 9293 §3.8.6.2.2 (MUST-39)", "RFC 1122 §4.2.3.3, §4.2.3.4"],
             questions: &["Q30", "Q31"],
-            needs: Needs {
-                link: LinkKind::Veth,
-            },
+            needs: Needs { link: LinkKind::Veth },
         }
     }
 
     fn generate(&self, rng: &mut CaseRng, _family: Family) -> SwsCase {
-        let rcvbuf = rng.gen_range(2048..=16_384) & !511;
+        let rcvbuf = rng.gen_range(2048..=16384);
+        let chunk = rng.gen_range(1..=600);
+        let reads = rng.gen_range(20..=60);
         SwsCase {
             rcvbuf,
-            total: 4 * rcvbuf as usize + rng.gen_range(0..1000),
-            chunk: rng.gen_range(100..=1500),
-            pause_ms: rng.gen_range(2..=10),
+            total: chunk * reads,
+            chunk,
+            sleep_ms: rng.gen_range(1..=8),
+            nodelay: rng.gen_bool(0.5),
         }
     }
 
     fn describe(&self, c: &SwsCase) -> String {
         format!(
-            "b SO_RCVBUF {}, reads {} bytes every {} ms; a writes {} and closes",
-            c.rcvbuf, c.chunk, c.pause_ms, c.total
+            "b SO_RCVBUF {} reads {} bytes every {} ms; a{} writes {} bytes",
+            c.rcvbuf,
+            c.chunk,
+            c.sleep_ms,
+            if c.nodelay { " (TCP_NODELAY)" } else { "" },
+            c.total
         )
     }
 
-    fn execute(&self, case: &SwsCase, env: &CaseEnv) -> Result<ProgramObserved, HarnessError> {
-        let mut p = connected(&[], &[SockOpt::RcvBuf(case.rcvbuf)]);
-        p.a.extend([
-            Op::Write {
-                sock: 0,
-                len: case.total,
-            },
-            Op::Close { sock: 0 },
-        ]);
-        // Slow reads for most of the data, then the rest to EOF.
-        let slow = (case.total * 3 / 4) / case.chunk;
-        for _ in 0..slow {
-            p.b.push(Op::Sleep { ms: case.pause_ms });
-            p.b.push(Op::Read {
-                sock: 1,
-                max: case.chunk,
-            });
-        }
-        p.b.push(Op::ReadExact {
-            sock: 1,
-            len: case.total,
-        });
-        exec(&p, env, 3000)
+    fn execute(&self, case: &SwsCase, env: &CaseEnv) -> Result<SwsObserved, harness::HarnessError> {
+        let mut cfg = ExecConfig::new(env.seed, env.family);
+        cfg.io_timeout_ms = 1500;
+        let (outcomes, sockets) = run_program(env.lab, &sws_program(case), cfg)?;
+        Ok(SwsObserved { outcomes, sockets })
     }
 
-    fn check(&self, case: &SwsCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
+    fn settle(&self, _case: &SwsCase) -> Duration {
+        Duration::from_millis(20)
+    }
+
+    fn check(&self, case: &SwsCase, observed: &SwsObserved, trace: &Trace) -> Verdict {
         let mut findings = Findings::default();
-        let segs = segments(trace);
-        let full = full_segment(family_of(trace));
-        // Receiver: right-edge steps.
-        let b_segs: Vec<(&Seg, u64)> = segs
+        let Some(conv) = trace
+            .conversations
             .iter()
-            .filter(|s| s.from == Host::B && s.flags.ack && !s.flags.syn && !s.flags.rst)
-            .filter_map(|s| Some((s, trace.scaled_window(s.index)? as u64)))
-            .collect();
-        let w_max = b_segs.iter().map(|(_, w)| *w).max().unwrap_or(0);
-        let threshold = (w_max / 2).min(full as u64);
-        let mut edge: Option<u64> = None;
-        let mut steps = 0;
-        let end_of_data = 1 + case.total as u32;
-        for (s, w) in &b_segs {
-            // Once all the data has arrived, the window no longer matters (nothing more can come).
-            if s.flags.fin || s.ack >= end_of_data {
+            .find(|c| c.kind == ConversationKind::Tcp)
+        else {
+            return Verdict::Invalid {
+                reason: "no TCP conversation captured".into(),
+            };
+        };
+        let mss = observed
+            .outcomes
+            .iter()
+            .filter(|o| o.host == Host::A)
+            .filter_map(|o| o.sock.as_ref().and_then(|s| s.tcp))
+            .filter(|t| t.state == 1)
+            .map(|t| t.snd_mss)
+            .next_back()
+            .unwrap_or(0);
+        let rcvbuf = observed
+            .outcomes
+            .iter()
+            .filter(|o| o.host == Host::B && matches!(o.op, Op::ReadExact { .. }))
+            .find_map(|o| o.sock.as_ref().and_then(|s| s.rcvbuf))
+            .unwrap_or(0) as u32;
+        if mss == 0 || rcvbuf == 0 {
+            return Verdict::Invalid {
+                reason: "no TCP_INFO snd_mss or SO_RCVBUF".into(),
+            };
+        }
+        let step = (rcvbuf / 2).min(mss);
+        let end_of_data = case.total as u32 + 1;
+        let mut right: Option<(u32, usize)> = None;
+        let mut min_inc: Option<u32> = None;
+        let mut end_incs = 0usize;
+        let mut max_wnd = 0u32;
+        let mut last_a_ns: Option<u64> = None;
+        let mut overrides = 0usize;
+        for &i in &conv.frames {
+            let f = &trace.frames[i];
+            let Some(t) = f.tcp() else { continue };
+            if t.flags.syn || t.flags.rst {
                 continue;
             }
-            let right = s.ack as u64 + w;
-            if let Some(e) = edge {
-                if right > e {
-                    steps += 1;
-                    let step = right - e;
-                    findings.check(step >= threshold, || {
-                        Violation::new(
-                            "RFC 9293 §3.8.6.2.2 (MUST-38: open the window by at least min(RCV.BUFF/2, MSS))",
-                            "the receiver opened its window by a small step",
-                        )
-                        .frame(s.number)
-                        .field("right edge (ack + window)")
-                        .expected(format!(
-                            "a step of ≥ {threshold} bytes (min({w_max}/2, {full}))"
-                        ))
-                        .actual(format!("+{step} (to {right})"))
-                    });
+            if f.from == Some(Host::B) {
+                let ack = f.rel_ack.unwrap_or(0);
+                // The FIN exchange moves the ACK by one: not a window increase.
+                if t.flags.fin || ack > end_of_data {
+                    continue;
                 }
-            }
-            edge = Some(edge.map_or(right, |e| e.max(right)));
-        }
-        // Sender: sub-MSS segments only at the end of the data or after the override timeout.
-        let data: Vec<&Seg> = segs
-            .iter()
-            .filter(|s| s.from == Host::A && s.len > 0 && !s.retransmission)
-            .collect();
-        // Fs × the largest window b offered (RFC 1122 §4.2.3.4: Fs = 1/2): a segment that big may go even
-        // if it is below the MSS (Linux: tcp_bound_to_half_wnd caps segments at half the peer's largest
-        // window when that window is small).
-        let half_max_window = w_max / 2;
-        let mut prev_ns: Option<u64> = None;
-        for s in segs.iter().filter(|s| s.from == Host::A) {
-            let is_data = s.len > 0 && !s.retransmission;
-            if is_data
-                && s.len < full
-                && (s.len as u64) < half_max_window
-                && s.seq + s.len != end_of_data
-            {
-                let gap = prev_ns.map(|p| Duration::from_nanos(s.rel_ns.saturating_sub(p)));
-                findings.check(gap.is_some_and(|g| g >= SWS_OVERRIDE), || {
+                let w = trace.scaled_window(i).unwrap_or(0);
+                max_wnd = max_wnd.max(w);
+                let r = ack.wrapping_add(w);
+                match right {
+                    Some((old, old_frame)) if (r.wrapping_sub(old) as i32) > 0 => {
+                        let inc = r - old;
+                        if inc < step {
+                            if ack == end_of_data {
+                                // Linux keeps its window offering when it is within one MSS of the free
+                                // space (tcp_select_window), so the edge moves by the ACK's advance: the
+                                // sender's last, short segment (RFC 9293: "unless it is the end of the data").
+                                end_incs += 1;
+                            } else {
+                                findings.push(
+                                    Violation::new(
+                                        "RFC 9293 §3.8.6.2.2 (MUST-39: receiver SWS avoidance); RFC 1122 §4.2.3.3",
+                                        "the receiver advanced its right window edge by a small amount",
+                                    )
+                                    .frames([trace.frames[old_frame].number, f.number])
+                                    .field("right edge (ack + scaled window) increase")
+                                    .expected(format!(
+                                        ">= min(RCV.BUFF/2, MSS) = min({}, {mss}) = {step} bytes",
+                                        rcvbuf / 2
+                                    ))
+                                    .actual(format!("{inc} bytes (ack {ack}, window {w})")),
+                                );
+                            }
+                        } else {
+                            min_inc = Some(min_inc.map_or(inc, |m: u32| m.min(inc)));
+                        }
+                        right = Some((r, i));
+                    }
+                    None => right = Some((r, i)),
+                    _ => {}
+                }
+            } else if f.from == Some(Host::A) && t.payload_len > 0 {
+                let len = t.payload_len as u32;
+                let end = f.rel_seq.unwrap_or(0).wrapping_add(len);
+                let gap = last_a_ns.map(|p| f.rel_ns.saturating_sub(p));
+                last_a_ns = Some(f.rel_ns);
+                if len >= mss || end == end_of_data || len >= max_wnd / 2 {
+                    continue;
+                }
+                if gap.is_some_and(|g| g >= SWS_OVERRIDE.as_nanos() as u64) {
+                    overrides += 1;
+                    continue;
+                }
+                findings.push(
                     Violation::new(
-                        "RFC 9293 §3.8.6.2.1 (MUST-39: no small segment into a small window, except at the end of the data or after the override timeout)",
-                        "the sender sent a small segment in the middle of the data",
+                        "RFC 9293 §3.8.6.2.1 (MUST-38: sender SWS avoidance); RFC 1122 §4.2.3.4",
+                        "the sender sent a small segment that is not the end of the data",
                     )
-                    .frame(s.number)
+                    .frame(f.number)
                     .field("payload")
                     .expected(format!(
-                        "{full} bytes (MSS), ≥ {half_max_window} (half the largest window), the end of the data, or ≥ 100 ms after the previous segment (override timeout)"
+                        ">= MSS {mss}, or >= half the largest window ({}), or the end of the data, or after the {} ms override timeout",
+                        max_wnd / 2,
+                        SWS_OVERRIDE.as_millis()
                     ))
                     .actual(format!(
-                        "{} bytes, {} ms after the previous segment",
-                        s.len,
-                        gap.map_or(0, |g| g.as_millis())
-                    ))
-                });
+                        "{len} bytes, {:.1} ms after a's previous segment",
+                        gap.unwrap_or(0) as f64 / 1e6
+                    )),
+                );
             }
-            prev_ns = Some(s.rel_ns);
         }
-        let small = data.iter().filter(|d| d.len < full).count();
-        findings.note(format!(
-            "{} window openings; {} small segment(s) from a",
-            if steps > 20 { "many" } else { "few" },
-            small
-        ));
-        // Every byte read, over the slow reads and the final one.
-        let reads = outcomes_of(&observed.outcomes, Host::B, |op| {
-            matches!(op, Op::Read { .. } | Op::ReadExact { .. })
-        });
-        let got: u64 = reads
+        let read: u64 = observed
+            .outcomes
             .iter()
-            .filter_map(|r| read_result(&r.result))
-            .map(|(n, _, _)| n)
+            .filter(|o| o.host == Host::B)
+            .map(|o| match o.result {
+                OpResult::Read { n, .. } => n,
+                _ => 0,
+            })
             .sum();
-        let corrupt = reads
-            .iter()
-            .filter_map(|r| read_result(&r.result))
-            .any(|(_, _, m)| m.is_some());
-        findings.check(got == case.total as u64 && !corrupt, || {
-            Violation::new("RFC 9293 §3.4", "the reader did not get every byte intact")
+        findings.check(read == case.total as u64, || {
+            Violation::new("RFC 9293 §3.4", "b did not read everything a wrote")
                 .field("bytes read by b")
                 .expected(case.total)
-                .actual(format!("{got}{}", if corrupt { " (corrupt)" } else { "" }))
+                .actual(read)
         });
+        findings.note(format!(
+            "smallest right-edge step {} (min {step}); {} short step(s) at the end of the data; {} override-timeout segment(s)",
+            min_inc.map(|m| if m >= mss { ">= MSS".to_string() } else { format!("< MSS ({m})") }).unwrap_or_else(|| "none".into()),
+            end_incs,
+            overrides
+        ));
         findings.verdict()
     }
 }
