@@ -585,9 +585,15 @@ impl Property for HandshakeOptions {
                 .map(|v| v as u32)
         };
         let bufs = [(Host::A, rcvbuf(Host::A, 0)), (Host::B, rcvbuf(Host::B, 1))];
+        // A side that has received its peer's FIN expects no more data, so its window says nothing any more
+        // (Linux's TIME-WAIT mini-socket advertises a leftover value, e.g. 922 unscaled).
+        let mut fin_seen_from: Vec<Host> = Vec::new();
         for (no, from, t) in &segs {
             let Some(from) = *from else { continue };
-            if t.flags.syn || t.flags.rst {
+            if t.flags.fin {
+                fin_seen_from.push(from);
+            }
+            if t.flags.syn || t.flags.rst || fin_seen_from.contains(&from.other()) {
                 continue;
             }
             let shift = shift_of(from);
