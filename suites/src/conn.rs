@@ -1,11 +1,26 @@
 //! Helpers shared by the TCP properties: a program that leaves one connection established, and the
 //! segments of that connection as a flat list with relative numbers (so a check reads like the RFC).
 
-use harness::exec::{OpOutcome, OpResult};
+use harness::exec::{HostSockets, OpOutcome, OpResult};
 use harness::frame::Host;
 use harness::ops::{Op, Program, SockKind, SockOpt};
 use harness::trace::{Label, Trace};
 use harness::wire::TcpFlags;
+
+/// What a program-driven property observed: every op outcome, and the sockets (kept open until the capture
+/// stopped, so the trace shows the program and not the teardown).
+pub struct ProgramObserved {
+    pub outcomes: Vec<OpOutcome>,
+    pub sockets: Vec<HostSockets>,
+}
+
+impl std::fmt::Debug for ProgramObserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProgramObserved")
+            .field("outcomes", &self.outcomes)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The port b listens on.
 pub const PORT: u16 = 5001;

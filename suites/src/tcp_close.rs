@@ -1,7 +1,7 @@
 //! TCP connection closing (suite `tcp-lifecycle`): the three close shapes, half-close, and writing after the
 //! peer closed. (`tcp.close.rst_on_unread` lives in `tcp_lifecycle.rs` with the other RST properties.)
 
-use harness::exec::{run_program, ExecConfig, HostSockets, OpOutcome, OpResult};
+use harness::exec::{run_program, ExecConfig, OpResult};
 use harness::frame::Host;
 use harness::ops::{Op, ShutdownHow, SockOpt};
 use harness::property::{
@@ -13,21 +13,7 @@ use harness::HarnessError;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::conn::{connected, flags, outcomes_of, read_result, segments, Seg};
-
-/// Socket outcomes of a program run, with the sockets kept open until the capture settled.
-pub struct ProgramObserved {
-    pub outcomes: Vec<OpOutcome>,
-    pub sockets: Vec<HostSockets>,
-}
-
-impl std::fmt::Debug for ProgramObserved {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProgramObserved")
-            .field("outcomes", &self.outcomes)
-            .finish_non_exhaustive()
-    }
-}
+use crate::conn::{connected, flags, outcomes_of, read_result, segments, ProgramObserved, Seg};
 
 /// Blocking reads and writes of these cases wait this long: long enough for 200 KB through a small
 /// buffer on a loaded 2-core machine, short enough that a lost FIN shows as a timed-out read, not a hang.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use harness::exec::{run_program, ExecConfig, HostSockets, OpOutcome, OpResult};
+use harness::exec::{run_program, ExecConfig, OpResult};
 use harness::frame::Host;
 use harness::ops::{Op, Program, SockKind, SockOpt};
 use harness::property::{
@@ -48,19 +48,6 @@ pub struct ZeroWindowCase {
     pub rcvbuf: i32,
     pub total: usize,
     pub stall_ms: u32,
-}
-
-pub struct ZeroWindowObserved {
-    pub outcomes: Vec<OpOutcome>,
-    pub sockets: Vec<HostSockets>,
-}
-
-impl std::fmt::Debug for ZeroWindowObserved {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZeroWindowObserved")
-            .field("outcomes", &self.outcomes)
-            .finish_non_exhaustive()
-    }
 }
 
 const PORT: u16 = 5001;
@@ -115,7 +102,7 @@ fn program(case: &ZeroWindowCase) -> Program {
 
 impl Property for ZeroWindowProbes {
     type Case = ZeroWindowCase;
-    type Observed = ZeroWindowObserved;
+    type Observed = crate::conn::ProgramObserved;
 
     fn info(&self) -> PropertyInfo {
         PropertyInfo {
@@ -150,11 +137,11 @@ impl Property for ZeroWindowProbes {
         &self,
         case: &ZeroWindowCase,
         env: &CaseEnv,
-    ) -> Result<ZeroWindowObserved, harness::HarnessError> {
+    ) -> Result<crate::conn::ProgramObserved, harness::HarnessError> {
         let mut cfg = ExecConfig::new(env.seed, env.family);
         cfg.io_timeout_ms = 60;
         let (outcomes, sockets) = run_program(env.lab, &program(case), cfg)?;
-        Ok(ZeroWindowObserved { outcomes, sockets })
+        Ok(crate::conn::ProgramObserved { outcomes, sockets })
     }
 
     fn settle(&self, _case: &ZeroWindowCase) -> Duration {
@@ -164,7 +151,7 @@ impl Property for ZeroWindowProbes {
     fn check(
         &self,
         case: &ZeroWindowCase,
-        observed: &ZeroWindowObserved,
+        observed: &crate::conn::ProgramObserved,
         trace: &Trace,
     ) -> Verdict {
         let mut findings = Findings::default();

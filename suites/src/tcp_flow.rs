@@ -15,8 +15,8 @@ use harness::{HarnessError, LabConfig, SysctlSetting};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::conn::ProgramObserved;
 use crate::conn::{connected, outcomes_of, read_result, segments};
-use crate::tcp_close::ProgramObserved;
 
 /// Send-buffer backpressure (lab Q26, Q32).
 ///

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use harness::exec::{ExecConfig, HostSockets, OpOutcome, OpResult};
+use harness::exec::{ExecConfig, OpOutcome, OpResult};
 use harness::frame::Host;
 use harness::ops::{Op, Program, SockKind, TcpState};
 use harness::property::{
@@ -27,20 +27,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-/// What a program-driven property observed: every op outcome, and the sockets (kept open until the capture
-/// stopped, so the trace shows the program and not the teardown).
-pub struct ProgramObserved {
-    pub outcomes: Vec<OpOutcome>,
-    pub sockets: Vec<HostSockets>,
-}
-
-impl std::fmt::Debug for ProgramObserved {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProgramObserved")
-            .field("outcomes", &self.outcomes)
-            .finish_non_exhaustive()
-    }
-}
+use crate::conn::ProgramObserved;
 
 fn run(env: &CaseEnv, program: Program, cfg: ExecConfig) -> Result<ProgramObserved, HarnessError> {
     let (outcomes, sockets) = harness::exec::run_program(env.lab, &program, cfg)?;

@@ -450,22 +450,9 @@ pub struct RstOnUnreadCase {
     pub linger_zero: bool,
 }
 
-pub struct RstOnUnreadObserved {
-    pub outcomes: Vec<harness::exec::OpOutcome>,
-    pub sockets: Vec<harness::exec::HostSockets>,
-}
-
-impl std::fmt::Debug for RstOnUnreadObserved {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RstOnUnreadObserved")
-            .field("outcomes", &self.outcomes)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Property for RstOnUnread {
     type Case = RstOnUnreadCase;
-    type Observed = RstOnUnreadObserved;
+    type Observed = crate::conn::ProgramObserved;
 
     fn info(&self) -> PropertyInfo {
         PropertyInfo {
@@ -506,7 +493,7 @@ impl Property for RstOnUnread {
         &self,
         case: &RstOnUnreadCase,
         env: &CaseEnv,
-    ) -> Result<RstOnUnreadObserved, HarnessError> {
+    ) -> Result<crate::conn::ProgramObserved, HarnessError> {
         use harness::ops::{Op, Program, SockKind, SockOpt};
         let port = 5001;
         let mut a = vec![
@@ -559,13 +546,13 @@ impl Property for RstOnUnread {
             &Program { a, b },
             harness::exec::ExecConfig::new(env.seed, env.family),
         )?;
-        Ok(RstOnUnreadObserved { outcomes, sockets })
+        Ok(crate::conn::ProgramObserved { outcomes, sockets })
     }
 
     fn check(
         &self,
         case: &RstOnUnreadCase,
-        observed: &RstOnUnreadObserved,
+        observed: &crate::conn::ProgramObserved,
         trace: &Trace,
     ) -> Verdict {
         const CLAUSE: &str = "RFC 9293 §3.6 (SHLD-3); RFC 2525 §2.17";

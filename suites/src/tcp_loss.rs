@@ -16,8 +16,8 @@ use harness::{HarnessError, LabConfig, SysctlSetting};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::conn::ProgramObserved;
 use crate::conn::{connected, outcomes_of, read_result, segments, Seg};
-use crate::tcp_close::ProgramObserved;
 
 /// Linux TCP_RTO_MIN (200 ms): a retransmission later than this after the drop may come from the RTO,
 /// which RFC 2018 §8 / RFC 6675 §5.1 let resend SACKed data; an earlier one is fast recovery, RACK or a

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use harness::exec::{run_program, ExecConfig, HostSockets, OpOutcome, OpResult};
+use harness::exec::{run_program, ExecConfig, OpResult};
 use harness::frame::Host;
 use harness::lab::LabConfig;
 use harness::link::{Impairment, LinkEventKind, LinkSpec, RelaySpec, Rule};
@@ -14,6 +14,8 @@ use harness::sock::Family;
 use harness::trace::{ConversationKind, Trace};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+use crate::conn::ProgramObserved;
 
 /// RFC 9293 MUST-40: "an ACK should not be excessively delayed; in particular, the delay MUST be less than
 /// 0.5 seconds". Linux's delayed-ACK timer runs between TCP_DELACK_MIN (40 ms) and TCP_DELACK_MAX (200 ms),
@@ -52,19 +54,6 @@ pub struct CoalescingCase {
     /// The relay drops the n-th data segment a -> b (out-of-order data, then a gap-filling retransmission).
     pub drop_nth: Option<u32>,
     pub relay_seed: u64,
-}
-
-pub struct CoalescingObserved {
-    pub outcomes: Vec<OpOutcome>,
-    pub sockets: Vec<HostSockets>,
-}
-
-impl std::fmt::Debug for CoalescingObserved {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CoalescingObserved")
-            .field("outcomes", &self.outcomes)
-            .finish_non_exhaustive()
-    }
 }
 
 const PORT: u16 = 5002;
@@ -309,7 +298,7 @@ pub struct AckCoalescing;
 
 impl Property for AckCoalescing {
     type Case = CoalescingCase;
-    type Observed = CoalescingObserved;
+    type Observed = ProgramObserved;
 
     fn info(&self) -> PropertyInfo {
         PropertyInfo {
@@ -388,24 +377,19 @@ impl Property for AckCoalescing {
         &self,
         case: &CoalescingCase,
         env: &CaseEnv,
-    ) -> Result<CoalescingObserved, harness::HarnessError> {
+    ) -> Result<ProgramObserved, harness::HarnessError> {
         let mut cfg = ExecConfig::new(env.seed, env.family);
         // Sleepy readers take up to 24 × 30 ms; retransmissions after a drop up to an RTO (200 ms min).
         cfg.io_timeout_ms = 2000;
         let (outcomes, sockets) = run_program(env.lab, &coalescing_program(case), cfg)?;
-        Ok(CoalescingObserved { outcomes, sockets })
+        Ok(ProgramObserved { outcomes, sockets })
     }
 
     fn settle(&self, _case: &CoalescingCase) -> Duration {
         Duration::from_millis(50)
     }
 
-    fn check(
-        &self,
-        case: &CoalescingCase,
-        observed: &CoalescingObserved,
-        trace: &Trace,
-    ) -> Verdict {
+    fn check(&self, case: &CoalescingCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
         let mut findings = Findings::default();
         let read: u64 = observed
             .outcomes
@@ -650,19 +634,6 @@ pub struct NagleCase {
     pub autocorking: bool,
 }
 
-pub struct NagleObserved {
-    pub outcomes: Vec<OpOutcome>,
-    pub sockets: Vec<HostSockets>,
-}
-
-impl std::fmt::Debug for NagleObserved {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NagleObserved")
-            .field("outcomes", &self.outcomes)
-            .finish_non_exhaustive()
-    }
-}
-
 const NAGLE_PORT: u16 = 5003;
 /// Linux's cork ceiling (tcp(7): "a 200 millisecond ceiling on the time for which output is corked by
 /// TCP_CORK"); a corked partial segment may leave this long after the first corked write, −10 % for timer
@@ -766,7 +737,7 @@ pub struct Nagle;
 
 impl Property for Nagle {
     type Case = NagleCase;
-    type Observed = NagleObserved;
+    type Observed = ProgramObserved;
 
     fn info(&self) -> PropertyInfo {
         PropertyInfo {
@@ -832,18 +803,18 @@ impl Property for Nagle {
         &self,
         case: &NagleCase,
         env: &CaseEnv,
-    ) -> Result<NagleObserved, harness::HarnessError> {
+    ) -> Result<ProgramObserved, harness::HarnessError> {
         let mut cfg = ExecConfig::new(env.seed, env.family);
         cfg.io_timeout_ms = 1000;
         let (outcomes, sockets) = run_program(env.lab, &nagle_program(case), cfg)?;
-        Ok(NagleObserved { outcomes, sockets })
+        Ok(ProgramObserved { outcomes, sockets })
     }
 
     fn settle(&self, _case: &NagleCase) -> Duration {
         Duration::from_millis(20)
     }
 
-    fn check(&self, case: &NagleCase, observed: &NagleObserved, trace: &Trace) -> Verdict {
+    fn check(&self, case: &NagleCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
         let mut findings = Findings::default();
         let total: usize = case.writes.iter().sum();
         let mss = observed
@@ -1052,19 +1023,6 @@ pub struct SwsCase {
     pub nodelay: bool,
 }
 
-pub struct SwsObserved {
-    pub outcomes: Vec<OpOutcome>,
-    pub sockets: Vec<HostSockets>,
-}
-
-impl std::fmt::Debug for SwsObserved {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SwsObserved")
-            .field("outcomes", &self.outcomes)
-            .finish_non_exhaustive()
-    }
-}
-
 const SWS_PORT: u16 = 5004;
 /// RFC 1122 §4.2.3.4 lets the sender send a short segment when an override timeout expires; Linux's is the
 /// zero-window/persist probe timer (tcp_write_wakeup sends window-sized data), starting at TCP_RTO_MIN 200 ms;
@@ -1152,7 +1110,7 @@ pub struct SwsAvoidance;
 
 impl Property for SwsAvoidance {
     type Case = SwsCase;
-    type Observed = SwsObserved;
+    type Observed = ProgramObserved;
 
     fn info(&self) -> PropertyInfo {
         PropertyInfo {
@@ -1189,18 +1147,22 @@ impl Property for SwsAvoidance {
         )
     }
 
-    fn execute(&self, case: &SwsCase, env: &CaseEnv) -> Result<SwsObserved, harness::HarnessError> {
+    fn execute(
+        &self,
+        case: &SwsCase,
+        env: &CaseEnv,
+    ) -> Result<ProgramObserved, harness::HarnessError> {
         let mut cfg = ExecConfig::new(env.seed, env.family);
         cfg.io_timeout_ms = 1500;
         let (outcomes, sockets) = run_program(env.lab, &sws_program(case), cfg)?;
-        Ok(SwsObserved { outcomes, sockets })
+        Ok(ProgramObserved { outcomes, sockets })
     }
 
     fn settle(&self, _case: &SwsCase) -> Duration {
         Duration::from_millis(20)
     }
 
-    fn check(&self, case: &SwsCase, observed: &SwsObserved, trace: &Trace) -> Verdict {
+    fn check(&self, case: &SwsCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
         let mut findings = Findings::default();
         let Some(conv) = trace
             .conversations

@@ -16,8 +16,8 @@ use harness::HarnessError;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::conn::ProgramObserved;
 use crate::conn::{connected, PORT};
-use crate::tcp_close::ProgramObserved;
 
 /// What makes a connection move (RFC 9293 §3.3.2, Figure 5's edge labels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
