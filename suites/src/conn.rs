@@ -152,3 +152,27 @@ pub fn read_result(r: &OpResult) -> Option<(u64, bool, Option<u64>)> {
 pub fn flags(s: &Seg) -> String {
     s.flags.tcpdump()
 }
+
+/// A relay link with the same one-way delay both ways (the RTT is twice `delay_us`).
+pub fn delayed_link(delay_us: u64) -> harness::link::LinkSpec {
+    let delay = harness::link::Impairment {
+        delay_us,
+        ..Default::default()
+    };
+    harness::link::LinkSpec::Relay(harness::link::RelaySpec {
+        a_to_b: delay.clone(),
+        b_to_a: delay,
+        seed: 1,
+    })
+}
+
+/// The TCP sockets of `host`'s namespace (sock_diag), TIME-WAIT and orphans included.
+pub fn namespace_sockets(
+    env: &harness::property::CaseEnv,
+    host: Host,
+) -> Result<Vec<harness::diag::DiagSocket>, harness::HarnessError> {
+    env.lab
+        .host(host)
+        .run(harness::diag::tcp_sockets)?
+        .map_err(|e| harness::sock::socket_step("sock_diag dump", e))
+}

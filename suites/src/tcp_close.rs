@@ -703,13 +703,6 @@ impl std::fmt::Debug for CloseShapesObserved {
 /// a's) always leaves before a's FIN arrives.
 const SIMULTANEOUS_DELAY_US: u64 = 20_000;
 
-fn diag(env: &CaseEnv, host: Host) -> Result<Vec<harness::diag::DiagSocket>, HarnessError> {
-    env.lab
-        .host(host)
-        .run(harness::diag::tcp_sockets)?
-        .map_err(|e| harness::sock::socket_step("sock_diag dump", e))
-}
-
 impl Property for CloseShapes {
     type Case = CloseShapesCase;
     type Observed = CloseShapesObserved;
@@ -757,15 +750,7 @@ impl Property for CloseShapes {
     fn lab_config(&self, case: &CloseShapesCase) -> harness::LabConfig {
         let mut cfg = harness::LabConfig::default();
         if case.aim == CloseShape::Simultaneous {
-            let delay = harness::link::Impairment {
-                delay_us: SIMULTANEOUS_DELAY_US,
-                ..Default::default()
-            };
-            cfg.link = harness::link::LinkSpec::Relay(harness::link::RelaySpec {
-                a_to_b: delay.clone(),
-                b_to_a: delay,
-                seed: 1,
-            });
+            cfg.link = crate::conn::delayed_link(SIMULTANEOUS_DELAY_US);
         }
         cfg
     }
@@ -838,8 +823,8 @@ impl Property for CloseShapes {
         let (outcomes, sockets) = run_program(env.lab, &p, exec_config(env))?;
         Ok(CloseShapesObserved {
             program: ProgramObserved { outcomes, sockets },
-            a_sockets: diag(env, Host::A)?,
-            b_sockets: diag(env, Host::B)?,
+            a_sockets: crate::conn::namespace_sockets(env, Host::A)?,
+            b_sockets: crate::conn::namespace_sockets(env, Host::B)?,
         })
     }
 

@@ -267,15 +267,7 @@ impl Property for StateTransitions {
     fn lab_config(&self, case: &StateCase) -> harness::LabConfig {
         let mut cfg = harness::LabConfig::default();
         if case.delay_ms > 0 {
-            let delay = harness::link::Impairment {
-                delay_us: case.delay_ms as u64 * 1000,
-                ..Default::default()
-            };
-            cfg.link = harness::link::LinkSpec::Relay(harness::link::RelaySpec {
-                a_to_b: delay.clone(),
-                b_to_a: delay,
-                seed: 1,
-            });
+            cfg.link = crate::conn::delayed_link(case.delay_ms as u64 * 1000);
         }
         cfg
     }
@@ -408,16 +400,10 @@ impl Property for StateTransitions {
         let mut cfg = ExecConfig::new(env.seed, env.family);
         cfg.io_timeout_ms = 1000;
         let (outcomes, sockets) = run_program(env.lab, &p, cfg)?;
-        let diag = |host: Host| -> Result<Vec<DiagSocket>, HarnessError> {
-            env.lab
-                .host(host)
-                .run(harness::diag::tcp_sockets)?
-                .map_err(|e| harness::sock::socket_step("sock_diag dump", e))
-        };
         Ok(StateObserved {
             program: ProgramObserved { outcomes, sockets },
-            a_diag: diag(Host::A)?,
-            b_diag: diag(Host::B)?,
+            a_diag: crate::conn::namespace_sockets(env, Host::A)?,
+            b_diag: crate::conn::namespace_sockets(env, Host::B)?,
         })
     }
 
