@@ -71,7 +71,8 @@ fn segment(
 }
 
 fn write(name: &str, frames: &[Frame]) -> std::path::PathBuf {
-    let path = out_dir("check").join(name);
+    // One directory per capture: the tests run in parallel and out_dir() empties the directory it returns.
+    let path = out_dir(&format!("check-{name}")).join(name);
     harness::pcapng::write_case_frames(&path, "netconform check test", frames).unwrap();
     path
 }
