@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 const DROP_B_FINS: &str = "b:nft add table inet t; \
@@ -18,42 +16,9 @@ const DROP_B_RSTS: &str = "b:nft add table inet t; \
      nft add chain inet t o { type filter hook output priority 0 \\; }; \
      nft add rule inet t o tcp flags \\& rst != 0 drop";
 
-fn require_nft() {
-    if Command::new("nft").arg("--version").output().is_err() {
-        panic!("nft is required for this test: apt-get install nftables");
-    }
-}
-
-/// Runs `property` for 2 cases of each family with `fault` in place; returns the output (exit code 1).
-pub fn fails_with_fault(name: &str, property: &str, fault: &str) -> String {
-    require_nft();
-    let out_dir = out_dir(name);
-    let out = netconform(&[
-        "run",
-        "--property",
-        property,
-        "--cases",
-        "2",
-        "--seed",
-        "3",
-        "--family",
-        "both",
-        "--shrink-time",
-        "0",
-        "--exec",
-        fault,
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(t.contains(&format!("FAIL {property}")), "{t}");
-    t
-}
-
 #[test]
 fn dropped_fins_fail_half_close() {
-    let t = fails_with_fault("close-drop-fin", "tcp.close.half_close", DROP_B_FINS);
+    let t = fails_with_fault("close-drop-fin", "tcp.close.half_close", DROP_B_FINS, 3, 2);
     assert!(
         t.contains(
             "B's close() after its data sent no FIN [RFC 9293 §3.6 (MAY-1: half-duplex close)]"
@@ -72,6 +37,8 @@ fn dropped_rsts_fail_write_after_peer_close() {
         "close-drop-rst",
         "tcp.close.write_after_peer_close",
         DROP_B_RSTS,
+        3,
+        2,
     );
     assert!(
         t.contains("data sent after the peer's close() was not answered by a RST"),
@@ -86,7 +53,7 @@ fn dropped_rsts_fail_write_after_peer_close() {
 
 #[test]
 fn dropped_fins_fail_close_shapes() {
-    let t = fails_with_fault("shapes-drop-fin", "tcp.close.shapes", DROP_B_FINS);
+    let t = fails_with_fault("shapes-drop-fin", "tcp.close.shapes", DROP_B_FINS, 3, 2);
     assert!(
         t.contains("B closed without sending a FIN [RFC 9293 §3.6]"),
         "{t}"

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 const DROP_SACKS: &str = "b:nft add table inet t; \
@@ -13,30 +11,8 @@ const DROP_SACKS: &str = "b:nft add table inet t; \
 
 #[test]
 fn dropping_sack_blocks_fails_reorder_sack() {
-    if Command::new("nft").arg("--version").output().is_err() {
-        panic!("nft is required for this test: apt-get install nftables");
-    }
-    let out_dir = out_dir("loss-drop-sack");
     // Seed 1: the IPv4 case negotiates SACK on both hosts.
-    let out = netconform(&[
-        "run",
-        "--property",
-        "tcp.reorder.sack",
-        "--cases",
-        "2",
-        "--seed",
-        "1",
-        "--family",
-        "both",
-        "--shrink-time",
-        "0",
-        "--exec",
-        DROP_SACKS,
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
+    let t = fails_with_fault("loss-drop-sack", "tcp.reorder.sack", DROP_SACKS, 1, 2);
     assert!(t.contains("FAIL tcp.reorder.sack case 0 (ipv4"), "{t}");
     assert!(
         t.contains("no duplicate ACK carried a SACK block although SACK was negotiated"),

@@ -33,12 +33,6 @@ const DROP_UDP_AT_B: &str = "b:nft add table inet t; \
      nft add chain inet t i { type filter hook input priority 0 \\; }; \
      nft add rule inet t i meta l4proto udp @th,64,8 3 drop";
 
-fn require_nft() {
-    if Command::new("nft").arg("--version").output().is_err() {
-        panic!("nft is required for this test: apt-get install nftables");
-    }
-}
-
 fn pcaps_in(dir: &Path) -> Vec<PathBuf> {
     let mut pcaps: Vec<_> = std::fs::read_dir(dir)
         .unwrap()

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 /// a drops its own pure ACKs (no payload, flags exactly ACK) before they reach the device: with timestamps
@@ -23,41 +21,15 @@ const ZERO_EVERY_WINDOW: &str = "b:nft add table inet t; \
      nft add chain inet t o { type filter hook output priority 0 \\; }; \
      nft add rule inet t o tcp flags \\& syn == 0 tcp window set 0";
 
-fn require_nft() {
-    if Command::new("nft").arg("--version").output().is_err() {
-        panic!("nft is required for this test: apt-get install nftables");
-    }
-}
-
-fn run_with_fault(name: &str, fault: &str) -> String {
-    require_nft();
-    let out_dir = out_dir(name);
-    let out = netconform(&[
-        "run",
-        "--property",
-        "tcp.zero_window.probes",
-        "--cases",
-        "2",
-        "--seed",
-        "7",
-        "--family",
-        "both",
-        "--shrink-time",
-        "0",
-        "--exec",
-        fault,
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(t.contains("FAIL tcp.zero_window.probes"), "{t}");
-    t
-}
-
 #[test]
 fn dropping_every_probe_fails_zero_window_probes() {
-    let t = run_with_fault("zw-drop-probes", DROP_PROBES);
+    let t = fails_with_fault(
+        "zw-drop-probes",
+        "tcp.zero_window.probes",
+        DROP_PROBES,
+        7,
+        2,
+    );
     assert!(
         t.contains("no zero-window probe while the window was zero [RFC 9293 §3.8.6.1 (MUST-36)]"),
         "{t}"
@@ -70,7 +42,13 @@ fn dropping_every_probe_fails_zero_window_probes() {
 
 #[test]
 fn a_window_update_rewritten_to_zero_fails_zero_window_probes() {
-    let t = run_with_fault("zw-zero-window", ZERO_EVERY_WINDOW);
+    let t = fails_with_fault(
+        "zw-zero-window",
+        "tcp.zero_window.probes",
+        ZERO_EVERY_WINDOW,
+        7,
+        2,
+    );
     // The stalled transfer is the first finding, the missing update the second (listed in the summary).
     assert!(
         t.contains("not every byte written was read (and 1 more: no window update ever followed the zero window)"),

@@ -165,3 +165,39 @@ pub fn tshark_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// Fails the test at once when nft is missing (fault injection needs it; `.ci/run` installs nftables).
+pub fn require_nft() {
+    if Command::new("nft").arg("--version").output().is_err() {
+        panic!("nft is required for this test: apt-get install nftables");
+    }
+}
+
+/// Runs `property` for `cases` cases of each family with seed `seed` and the `--exec` fault in place, no
+/// shrinking; asserts exit code 1 and a FAIL line for the property; returns the output.
+pub fn fails_with_fault(name: &str, property: &str, fault: &str, seed: u64, cases: u32) -> String {
+    require_nft();
+    let out_dir = out_dir(name);
+    let (seed, cases) = (seed.to_string(), cases.to_string());
+    let out = netconform(&[
+        "run",
+        "--property",
+        property,
+        "--cases",
+        &cases,
+        "--seed",
+        &seed,
+        "--family",
+        "both",
+        "--shrink-time",
+        "0",
+        "--exec",
+        fault,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("FAIL {property}")), "{t}");
+    t
+}
