@@ -354,6 +354,53 @@ fn apply_user_settings(host: Host, config: &LabConfig) -> Result<()> {
     Ok(())
 }
 
+/// Starts both host threads at once; each creates its namespace and writes the lab defaults before it
+/// answers (namespace creation is the most expensive step of a lab: ~0.4–0.8 ms each).
+fn spawn_hosts() -> Result<(HostWorker, HostWorker)> {
+    let init = |host: Host| {
+        move || {
+            apply_defaults(host)?;
+            // Read once, on a lab thread (never the host's own sysctls).
+            DEFAULT_RCVBUF_LIMIT.get_or_init(read_rcvbuf_limit);
+            Ok(())
+        }
+    };
+    let b = HostWorker::start(Host::B, init(Host::B))?;
+    let a = HostWorker::start(Host::A, init(Host::A))?;
+    let b = b.finish();
+    Ok((a.finish()?, b?))
+}
+
+/// Applies the user's sysctls and `--exec` commands in both hosts (in parallel; no round trip for a host
+/// that has none) and returns each host's receive-buffer limit.
+fn apply_user_settings_both(a: &HostWorker, b: &HostWorker, config: &LabConfig) -> Result<[u64; 2]> {
+    let has_settings = |host: Host| {
+        config.sysctls.iter().any(|s| s.host == host) || config.exec.iter().any(|e| e.host == host)
+    };
+    let submit = |worker: &HostWorker| {
+        let host = worker.host();
+        let cfg = config.clone();
+        has_settings(host).then(|| {
+            worker.submit(move || apply_user_settings(host, &cfg).map(|_| read_rcvbuf_limit()))
+        })
+    };
+    let (pending_a, pending_b) = (submit(a), submit(b));
+    let default = *DEFAULT_RCVBUF_LIMIT
+        .get()
+        .expect("set by every host thread's start (spawn_hosts)");
+    let mut limits = [default; 2];
+    for (i, pending) in [pending_a, pending_b].into_iter().enumerate() {
+        if let Some(p) = pending {
+            limits[i] = p.wait()??;
+        }
+    }
+    Ok(limits)
+}
+
+/// [`read_rcvbuf_limit`] of a lab host with no user sysctls: a new namespace copies `tcp_rmem` from the
+/// initial one and `rmem_max` is global, so one reading (on the first lab thread) serves every such host.
+static DEFAULT_RCVBUF_LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 /// Runs `sh -c command` from the host thread: the child inherits the thread's network namespace.
 fn run_exec(host: Host, command: &str) -> Result<()> {
     let err = |status: String, stderr: String| HarnessError::Exec {
@@ -421,15 +468,10 @@ impl Lab {
     /// namespace exists but nothing runs in it.
     fn build_peer(config: &LabConfig) -> Result<Lab> {
         use std::sync::Arc;
-        let b = HostWorker::spawn(Host::B)?;
-        let a = HostWorker::spawn(Host::A)?;
+        let (a, b) = spawn_hosts()?;
         let mtu = config.mtu;
-        let (tun, ib) = b.run(move || {
-            apply_defaults(Host::B).and_then(|_| configure_relay_host(Host::B, mtu))
-        })??;
-        let cfg_b = config.clone();
-        let limit_b =
-            b.run(move || apply_user_settings(Host::B, &cfg_b).map(|_| read_rcvbuf_limit()))??;
+        let (tun, ib) = b.run(move || configure_relay_host(Host::B, mtu))??;
+        let [_, limit_b] = apply_user_settings_both(&a, &b, config)?;
         let recorder = Arc::new(crate::link::relay::Recorder::default());
         Ok(Lab {
             a,
@@ -455,15 +497,10 @@ impl Lab {
     fn build_relay(config: &LabConfig, spec: crate::link::RelaySpec) -> Result<Lab> {
         use std::sync::atomic::AtomicBool;
         use std::sync::Arc;
-        let b = HostWorker::spawn(Host::B)?;
-        let a = HostWorker::spawn(Host::A)?;
+        let (a, b) = spawn_hosts()?;
         let mtu = config.mtu;
-        let setup_b = b.submit(move || {
-            apply_defaults(Host::B).and_then(|_| configure_relay_host(Host::B, mtu))
-        });
-        let (tun_a, ia) = a.run(move || {
-            apply_defaults(Host::A).and_then(|_| configure_relay_host(Host::A, mtu))
-        })??;
+        let setup_b = b.submit(move || configure_relay_host(Host::B, mtu));
+        let (tun_a, ia) = a.run(move || configure_relay_host(Host::A, mtu))??;
         let (tun_b, ib) = setup_b.wait()??;
         let (tun_a, tun_b) = (Arc::new(tun_a), Arc::new(tun_b));
         let recorder = Arc::new(crate::link::relay::Recorder::default());
@@ -480,13 +517,7 @@ impl Lab {
                 })
                 .map_err(|e| HarnessError::lab("spawn relay thread", e))?;
         }
-        let cfg_a = config.clone();
-        let cfg_b = config.clone();
-        let user_b =
-            b.submit(move || apply_user_settings(Host::B, &cfg_b).map(|_| read_rcvbuf_limit()));
-        let limit_a =
-            a.run(move || apply_user_settings(Host::A, &cfg_a).map(|_| read_rcvbuf_limit()))??;
-        let limit_b = user_b.wait()??;
+        let [limit_a, limit_b] = apply_user_settings_both(&a, &b, config)?;
         Ok(Lab {
             a,
             b,
@@ -501,15 +532,11 @@ impl Lab {
 
     /// Builds a veth lab.
     fn build_veth(config: &LabConfig) -> Result<Lab> {
-        let b = HostWorker::spawn(Host::B)?;
-        let defaults_b = b.submit(|| apply_defaults(Host::B));
-        let a = HostWorker::spawn(Host::A)?;
+        let (a, b) = spawn_hosts()?;
         let b_ns = b
             .netns()
             .try_clone()
             .map_err(|e| HarnessError::lab("dup namespace fd of b", e))?;
-        a.run(|| apply_defaults(Host::A))??;
-        defaults_b.wait()??;
         a.run(move || {
             let mut nl = netlink::Netlink::open()
                 .map_err(|e| HarnessError::lab("host a: open netlink", e))?;
@@ -526,13 +553,7 @@ impl Lab {
         let fin_b = b.submit(move || finish_host(Host::B, ib, static_neigh.then_some(ma)));
         a.run(move || finish_host(Host::A, ia, static_neigh.then_some(mb)))??;
         fin_b.wait()??;
-        let cfg_a = config.clone();
-        let cfg_b = config.clone();
-        let user_b =
-            b.submit(move || apply_user_settings(Host::B, &cfg_b).map(|_| read_rcvbuf_limit()));
-        let limit_a =
-            a.run(move || apply_user_settings(Host::A, &cfg_a).map(|_| read_rcvbuf_limit()))??;
-        let limit_b = user_b.wait()??;
+        let [limit_a, limit_b] = apply_user_settings_both(&a, &b, config)?;
         Ok(Lab {
             a,
             b,

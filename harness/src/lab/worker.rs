@@ -61,38 +61,28 @@ impl<R> Pending<R> {
     }
 }
 
-impl HostWorker {
-    /// Starts a thread, moves it into a new anonymous network namespace, and returns once that is done.
-    pub fn spawn(host: Host) -> Result<HostWorker> {
-        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<NetNs>>();
-        let thread = thread::Builder::new()
-            .name(format!("lab-{}", host.name()))
-            .spawn(move || {
-                let netns = match NetNs::new_on_this_thread() {
-                    Ok(ns) => ns,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                crate::sock::set_thread_lab_netns(netns.inode());
-                let answer = netns.try_clone();
-                let _ = ready_tx.send(answer);
-                drop(ready_tx);
-                while let Ok(job) = jobs_rx.recv() {
-                    job();
-                }
-            })
-            .map_err(|e| HarnessError::lab(format!("spawn host thread {}", host.name()), e))?;
-        let netns = match ready_rx.recv() {
+/// A host thread that is still creating its namespace; [`Starting::finish`] waits for it.
+pub struct Starting {
+    host: Host,
+    jobs: Sender<Job>,
+    ready: Receiver<Result<NetNs>>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Starting {
+    /// Waits until the thread is inside its new namespace (and has run its first job).
+    pub fn finish(self) -> Result<HostWorker> {
+        let Starting {
+            host,
+            jobs,
+            ready,
+            thread,
+        } = self;
+        let netns = match ready.recv() {
             Ok(Ok(ns)) => ns,
             Ok(Err(e)) => {
                 let _ = thread.join();
-                return Err(HarnessError::lab(
-                    format!("unshare(CLONE_NEWNET) for host {}", host.name()),
-                    e,
-                ));
+                return Err(e);
             }
             Err(_) => {
                 let _ = thread.join();
@@ -104,9 +94,59 @@ impl HostWorker {
         };
         Ok(HostWorker {
             host,
-            jobs: Some(jobs_tx),
+            jobs: Some(jobs),
             netns,
             thread: Some(thread),
+        })
+    }
+}
+
+impl HostWorker {
+    /// Starts a thread, moves it into a new anonymous network namespace, and returns once that is done.
+    pub fn spawn(host: Host) -> Result<HostWorker> {
+        HostWorker::start(host, || Ok(()))?.finish()
+    }
+
+    /// Starts a thread that moves into a new anonymous network namespace and runs `init` there (e.g. the
+    /// lab's default sysctls) before it takes jobs; returns at once, so several hosts start in parallel.
+    /// An error of `init` is reported by [`Starting::finish`].
+    pub fn start<F>(host: Host, init: F) -> Result<Starting>
+    where
+        F: FnOnce() -> Result<()> + Send + 'static,
+    {
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<NetNs>>();
+        let thread = thread::Builder::new()
+            .name(format!("lab-{}", host.name()))
+            .spawn(move || {
+                let netns = match NetNs::new_on_this_thread() {
+                    Ok(ns) => ns,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(HarnessError::lab(
+                            format!("unshare(CLONE_NEWNET) for host {}", host.name()),
+                            e,
+                        )));
+                        return;
+                    }
+                };
+                crate::sock::set_thread_lab_netns(netns.inode());
+                let answer = init().and_then(|()| {
+                    netns.try_clone().map_err(|e| {
+                        HarnessError::lab(format!("dup namespace fd of {}", host.name()), e)
+                    })
+                });
+                let _ = ready_tx.send(answer);
+                drop(ready_tx);
+                while let Ok(job) = jobs_rx.recv() {
+                    job();
+                }
+            })
+            .map_err(|e| HarnessError::lab(format!("spawn host thread {}", host.name()), e))?;
+        Ok(Starting {
+            host,
+            jobs: jobs_tx,
+            ready: ready_rx,
+            thread,
         })
     }
 
