@@ -166,8 +166,6 @@ const LAB_DEFAULT_SYSCTLS: &[(&str, &str)] = &[
     // No duplicate address detection and no router solicitations: addresses usable at once, no noise.
     ("net.ipv6.conf.default.accept_dad", "0"),
     ("net.ipv6.conf.default.router_solicitations", "0"),
-    // No link-local address: no MLD reports on the wire. Global addresses are enough for a /64 on a link.
-    ("net.ipv6.conf.default.addr_gen_mode", "1"),
 ];
 
 /// A built lab. Dropping it tears everything down (the kernel frees the namespaces).
@@ -228,6 +226,9 @@ fn bring_up_link(
         ethtool::disable_offloads(IFNAME)
             .map_err(|e| HarnessError::lab(step("turn offloads off"), e))?;
     }
+    // No link-local address: no MLD reports on the wire. Global addresses are enough for a /64 on a link.
+    nl.set_no_link_local(ifindex)
+        .map_err(|e| HarnessError::lab(step(&format!("{what}: addrgenmode none")), e))?;
     nl.set_link_up(ifindex)
         .map_err(|e| HarnessError::lab(step(&format!("set {what} up")), e))?;
     for family in [Family::Ipv4, Family::Ipv6] {
@@ -373,7 +374,11 @@ fn spawn_hosts() -> Result<(HostWorker, HostWorker)> {
 
 /// Applies the user's sysctls and `--exec` commands in both hosts (in parallel; no round trip for a host
 /// that has none) and returns each host's receive-buffer limit.
-fn apply_user_settings_both(a: &HostWorker, b: &HostWorker, config: &LabConfig) -> Result<[u64; 2]> {
+fn apply_user_settings_both(
+    a: &HostWorker,
+    b: &HostWorker,
+    config: &LabConfig,
+) -> Result<[u64; 2]> {
     let has_settings = |host: Host| {
         config.sysctls.iter().any(|s| s.host == host) || config.exec.iter().any(|e| e.host == host)
     };

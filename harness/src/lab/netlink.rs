@@ -140,6 +140,12 @@ const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
 /// `IFLA_EXT_MASK = 29`: u32, `RTEXT_FILTER_*` bits.
 const IFLA_EXT_MASK: u16 = 29;
+/// Per-address-family link settings (nested by family).
+const IFLA_AF_SPEC: u16 = 26;
+/// Inside `IFLA_AF_SPEC`/`AF_INET6`: how the link-local address is generated (u8).
+const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
+/// `IN6_ADDR_GEN_MODE_NONE`: no link-local address.
+const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
 /// `IFLA_INFO_KIND = 1`: string, the link type ("veth").
 const IFLA_INFO_KIND: u16 = 1;
 /// `IFLA_INFO_DATA = 2`: nested, type-specific.
@@ -276,6 +282,7 @@ enum Op<'a> {
     ListLinks,
     SetUp(u32),
     SetMtu(u32, u32),
+    NoLinkLocal(u32),
     AddAddress(u32, IpAddr, u8),
     AddNeighbour(u32, IpAddr),
     RouteGet(IpAddr),
@@ -290,6 +297,7 @@ impl fmt::Display for Op<'_> {
             Op::ListLinks => write!(f, "dump links"),
             Op::SetUp(i) => write!(f, "set link #{i} up"),
             Op::SetMtu(i, mtu) => write!(f, "set link #{i} mtu {mtu}"),
+            Op::NoLinkLocal(i) => write!(f, "set link #{i} addrgenmode none"),
             Op::AddAddress(i, a, p) => write!(f, "add address {a}/{p} on link #{i}"),
             Op::AddNeighbour(i, a) => write!(f, "add neighbour {a} on link #{i}"),
             Op::RouteGet(a) => write!(f, "route get {a}"),
@@ -832,6 +840,22 @@ impl Netlink {
         let hdr = IfInfoMsg::link(ifindex).map_err(|e| invalid_input(&op, e))?;
         let mut req = Request::new(RTM_NEWLINK, 0, &hdr.encode());
         req.attr_u32(IFLA_MTU, mtu);
+        self.execute(req, &op, |_, _| Ok(()))
+    }
+
+    /// Sets the link's IPv6 address generation mode to "none" (no link-local address when it goes up), like
+    /// `ip link set dev X addrgenmode none`. Done per link over rtnetlink rather than by writing
+    /// `net.ipv6.conf.default.addr_gen_mode`: that sysctl's handler takes the RTNL with `rtnl_trylock()` and
+    /// restarts the write while another namespace holds it, a busy loop that burned most of a loaded run's CPU.
+    pub fn set_no_link_local(&mut self, ifindex: u32) -> io::Result<()> {
+        let op = Op::NoLinkLocal(ifindex);
+        let hdr = IfInfoMsg::link(ifindex).map_err(|e| invalid_input(&op, e))?;
+        let mut req = Request::new(RTM_NEWLINK, 0, &hdr.encode());
+        let af_spec = req.begin_nest(IFLA_AF_SPEC, true);
+        let inet6 = req.begin_nest(libc::AF_INET6 as u16, true);
+        req.attr(IFLA_INET6_ADDR_GEN_MODE, &[IN6_ADDR_GEN_MODE_NONE]);
+        req.end_nest(inet6);
+        req.end_nest(af_spec);
         self.execute(req, &op, |_, _| Ok(()))
     }
 
