@@ -18,7 +18,8 @@ pub struct BenchArgs {
     /// Cases per property for the throughput measurement.
     #[arg(long, default_value_t = 400)]
     cases: u64,
-    #[arg(long, default_value_t = 8)]
+    /// The most cases at once (as `run --jobs`).
+    #[arg(long, default_value_t = crate::cli::DEFAULT_JOBS)]
     jobs: usize,
     /// Only this property (repeatable); default: all.
     #[arg(long = "property")]
@@ -167,12 +168,12 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
         let secs = t.elapsed().as_secs_f64();
         let r = &report.properties[0];
         println!(
-            "{:<24} {:>5} cases in {:>6.2} s = {:>7.1} cases/s with {} jobs  (pass {}, not passing {})",
+            "{:<24} {:>5} cases in {:>6.2} s = {:>7.1} cases/s, up to {} at once  (pass {}, not passing {})",
             r.id,
             args.cases,
             secs,
             args.cases as f64 / secs,
-            args.jobs,
+            report.peak_jobs,
             r.pass,
             r.fail + r.invalid + r.error
         );

@@ -17,7 +17,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
     name = "netconform",
     version,
     about = "Property-based conformance harness for TCP/UDP on real kernel sockets in network namespaces",
-    after_help = "Exit codes: 0 all passed, 1 a property failed (or a case was invalid/errored), 2 could not run."
+    after_help = "Exit codes: 0 all passed, 1 a property failed (or a case was invalid/errored), 2 could not run, \
+                  130 interrupted (SIGINT/SIGTERM)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -153,8 +154,9 @@ struct RunArgs {
     /// Run seed (default: from the clock, printed so the run can be repeated).
     #[arg(long)]
     seed: Option<u64>,
-    /// Cases running at once, each in its own lab.
-    #[arg(long, default_value_t = 8)]
+    /// The most cases running at once, each in its own lab. Fewer run while the CPUs are busy: cases that
+    /// wait on kernel timers hold no CPU slot (see harness/src/schedule.rs).
+    #[arg(long, default_value_t = DEFAULT_JOBS)]
     jobs: usize,
     #[arg(long, value_enum, default_value_t = FamilyArg::Both)]
     family: FamilyArg,
@@ -225,11 +227,17 @@ enum ModelFaultArg {
     WriteAfterShutdownSucceeds,
 }
 
-extern "C" fn on_sigint(_: libc::c_int) {
+/// The most cases `run` keeps in flight by default; the CPU decides how many of them really run at once.
+pub const DEFAULT_JOBS: usize = 64;
+
+/// Exit code of a run ended by SIGINT or SIGTERM (after cleanup and partial reports), as shells report it.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+extern "C" fn on_interrupt(signal: libc::c_int) {
     runner::INTERRUPTED.store(true, Ordering::SeqCst);
-    // A second Ctrl-C ends the process at once (the kernel still frees every lab).
+    // A second signal ends the process at once (the kernel still frees every lab).
     // SAFETY: signal() is async-signal-safe.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    unsafe { libc::signal(signal, libc::SIG_DFL) };
 }
 
 pub fn main() -> Result<i32, HarnessError> {
@@ -409,9 +417,13 @@ fn run(args: RunArgs) -> Result<i32, HarnessError> {
     };
     let _ = suites::random_ops::LIMITS.set((limits, fault));
     // SAFETY: installing a handler that only stores to an atomic and resets itself.
-    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    unsafe {
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            libc::signal(signal, on_interrupt as *const () as libc::sighandler_t);
+        }
+    }
     eprintln!(
-        "netconform {}: {} properties × {} cases, seed {seed}, {} jobs (repeat with --seed {seed})",
+        "netconform {}: {} properties × {} cases, seed {seed}, up to {} cases at once (repeat with --seed {seed})",
         env!("CARGO_PKG_VERSION"),
         props.len(),
         args.cases,
@@ -474,6 +486,10 @@ fn run(args: RunArgs) -> Result<i32, HarnessError> {
         harness::report::write_junit(&report, path)?;
     }
     let mut code = report.exit_code();
+    if report.interrupted {
+        eprintln!("netconform: interrupted; the report above covers the cases that finished");
+        return Ok(EXIT_INTERRUPTED);
+    }
     if args.snapshots {
         let snap = crate::snapshots::SnapshotArgs {
             update: false,

@@ -78,6 +78,23 @@ fn sigkill_leaves_nothing_behind() {
 }
 
 #[test]
+fn sigterm_is_an_interruption_too() {
+    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let before = host_state();
+    let child = start_hanging_run("2");
+    assert_labs_visible(&before);
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let left = wait_for_no_leftovers(&before);
+    assert!(
+        left.is_empty(),
+        "host state changed after SIGTERM: {left:?}"
+    );
+}
+
+#[test]
 fn ctrl_c_leaves_nothing_behind_and_reports_partial_results() {
     let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
     let before = host_state();
@@ -86,8 +103,9 @@ fn ctrl_c_leaves_nothing_behind_and_reports_partial_results() {
     // SAFETY: signalling our own child by its pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
-    // The hanging cases finish their sleep; the run stops starting new ones and exits 1 (interrupted).
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // The hanging cases finish their sleep; the run stops starting new ones, reports what finished and
+    // exits 130 (interrupted, as shells report SIGINT).
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("INTERRUPTED"),
         "{}",

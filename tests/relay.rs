@@ -291,3 +291,83 @@ fn predicate_rules_drop_the_nth_data_segment_and_delay_the_first_fin() {
         .any(|f| f.from == Some(Host::A) && f.tcp().is_some_and(|t| t.flags.fin));
     assert!(waited || resent_first, "{}", trace.render());
 }
+
+/// Every case of a `--link relay` run gets its own relay seed, derived from the case seed and written into
+/// its case file, and re-running the case file reproduces exactly the relay's decisions.
+#[test]
+fn relay_seeds_are_per_case_and_replay_reproduces_the_drops() {
+    use harness::runner::{self, CaseRun, CaseSpec, Event, PcapPolicy, RunOptions};
+    use std::sync::Mutex;
+    let prop = suites::all()
+        .into_iter()
+        .find(|p| p.info().id == "udp.recv.boundaries")
+        .unwrap();
+    let lossy = Impairment {
+        loss_ppm: 300_000,
+        ..Default::default()
+    };
+    let opts = RunOptions {
+        cases: 6,
+        seed: 77,
+        jobs: 3,
+        families: vec![Family::Ipv4],
+        lab: relay(lossy, 77),
+        out_dir: out_dir("relay-per-case-seeds"),
+        pcap: PcapPolicy::All,
+        shrink_budget: Duration::ZERO,
+        shrink_max_cases: 0,
+        confirm_runs: 0,
+    };
+    let runs: Mutex<Vec<CaseRun>> = Mutex::new(Vec::new());
+    runner::run(&[prop], &opts, &|e| match e {
+        Event::CaseDone { run, .. } => runs.lock().unwrap().push(run.clone()),
+    });
+    let runs = runs.into_inner().unwrap();
+    assert_eq!(runs.len(), 6);
+    let drops = |trace: &str| -> Vec<String> {
+        trace
+            .lines()
+            .filter(|l| l.contains("[relay: dropped]"))
+            // Without the frame number and the time: the frame's line and its labels.
+            .map(|l| l.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let mut seeds = std::collections::BTreeSet::new();
+    let mut dropped_somewhere = 0;
+    for run in &runs {
+        let LinkSpec::Relay(r) = &run.spec.lab.link else {
+            panic!("case {} has no relay", run.spec.index)
+        };
+        seeds.insert(r.seed);
+        // The case file on disk is what replay reads.
+        let file = opts
+            .out_dir
+            .join("udp.recv.boundaries")
+            .join(format!("case-{:04}-ipv4.json", run.spec.index));
+        let spec: CaseSpec =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(
+            spec,
+            run.spec,
+            "{} holds the case as it ran",
+            file.display()
+        );
+        let replayed = prop.run_case(&spec);
+        let (original, again) = (drops(&run.trace_text), drops(&replayed.trace_text));
+        assert_eq!(
+            original, again,
+            "case {}: replay dropped other frames\n--- run:\n{}\n--- replay:\n{}",
+            run.spec.index, run.trace_text, replayed.trace_text
+        );
+        dropped_somewhere += !original.is_empty() as usize;
+    }
+    assert_eq!(
+        seeds.len(),
+        6,
+        "every case has its own relay seed: {seeds:?}"
+    );
+    assert!(
+        dropped_somewhere > 0,
+        "30 % loss dropped nothing in 6 cases"
+    );
+}

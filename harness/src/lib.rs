@@ -13,6 +13,7 @@
 //! - [`trace`] — frames grouped into conversations, relative seq/ack, roles, canonical lines, labels.
 //! - [`pcapng`] — pcapng writer (ns resolution, direction, comments) and pcap/pcapng reader.
 //! - [`runner`] — one lab per case, concurrent workers, seeds, case files; [`report`] renders the results.
+//! - [`schedule`] — how many cases run at once: CPU slots for CPU-bound phases, admission while CPUs idle.
 //! - [`docs`] — coverage tables generated from the properties.
 //! - [`error`] — [`HarnessError`]: netconform could not run (never a finding); [`errno`] names errnos.
 
@@ -33,6 +34,7 @@ pub mod pcapng;
 pub mod property;
 pub mod report;
 pub mod runner;
+pub mod schedule;
 pub mod snapshot;
 pub mod sock;
 pub mod trace;

@@ -1,9 +1,10 @@
 //! Running cases: type erasure over properties, one lab per case, concurrent workers, outputs per failure.
 //!
 //! A case flows left to right: generate → lab → capture → execute → settle → trace → check → verdict. Cases
-//! run concurrently in independent labs (`jobs` worker threads), so the timer waits of one case overlap with
-//! the work of others. Seeds are derived per (run seed, property, index): the same `--seed` gives the same
-//! cases whatever `--jobs` is.
+//! run concurrently in independent labs, so the timer waits of one case overlap with the work of others; how
+//! many run at once is decided by what they wait for ([`crate::schedule`]: CPU-bound phases hold one of
+//! `cores` slots, new cases start while the CPUs have room, `--jobs` caps it). Seeds are derived per (run
+//! seed, property, index): the same `--seed` gives the same cases whatever the concurrency is.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use crate::frame::{Frame, Host};
 use crate::invariants::InvariantContext;
 use crate::lab::{host_addr, Lab, LabConfig};
 use crate::property::{case_rng, case_seed, CaseEnv, Property, PropertyInfo, Verdict};
+use crate::schedule::{Admission, CpuGate};
 use crate::sock::Family;
 use crate::trace::{HostAddrs, Trace};
 
@@ -84,7 +86,12 @@ pub struct CaseRun {
 pub trait DynProperty: Send + Sync {
     fn info(&self) -> PropertyInfo;
     fn generate(&self, seed: u64, family: Family) -> serde_json::Value;
-    fn run_case(&self, spec: &CaseSpec) -> CaseRun;
+    /// Runs a case alone (replay, snapshots, tests): its CPU-bound phases never wait for a slot.
+    fn run_case(&self, spec: &CaseSpec) -> CaseRun {
+        self.run_case_gated(spec, &CpuGate::unlimited())
+    }
+    /// Runs a case among others: lab building, tracing and checking hold a slot of `gate`.
+    fn run_case_gated(&self, spec: &CaseSpec, gate: &CpuGate) -> CaseRun;
     /// Smaller candidates of a case (see [`Property::shrink`]).
     fn shrink(&self, case: &serde_json::Value) -> Vec<serde_json::Value>;
     /// The size of a case shrinking minimises.
@@ -118,7 +125,7 @@ impl<P: Property> DynProperty for P {
             .and_then(|c| Property::size(self, &c))
     }
 
-    fn run_case(&self, spec: &CaseSpec) -> CaseRun {
+    fn run_case_gated(&self, spec: &CaseSpec, gate: &CpuGate) -> CaseRun {
         let start = Instant::now();
         let mut run = CaseRun {
             spec: spec.clone(),
@@ -141,7 +148,7 @@ impl<P: Property> DynProperty for P {
         };
         run.description = self.describe(&case);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            execute_and_check(self, &case, spec)
+            execute_and_check(self, &case, spec, gate)
         }));
         match outcome {
             Ok(Ok((status, frames, trace_text))) => {
@@ -185,6 +192,7 @@ fn execute_and_check<P: Property>(
     prop: &P,
     case: &P::Case,
     spec: &CaseSpec,
+    gate: &CpuGate,
 ) -> Result<(CaseStatus, Vec<Frame>, String), HarnessError> {
     let mut config = spec.lab.clone();
     let extra = prop.lab_config(case);
@@ -196,8 +204,11 @@ fn execute_and_check<P: Property>(
     if extra.link != crate::link::LinkSpec::Veth {
         config.link = extra.link;
     }
+    // Building the lab is CPU-bound (namespaces, netlink); executing mostly waits, and holds no slot.
+    let building = gate.acquire();
     let lab = Lab::build(&config)?;
     let capture = lab.start_capture()?;
+    drop(building);
     let start_ns = realtime_ns();
     let env = CaseEnv {
         lab: &lab,
@@ -213,6 +224,7 @@ fn execute_and_check<P: Property>(
         ),
     };
     std::thread::sleep(prop.settle(case) + link_rtt * 2);
+    let _checking = gate.acquire();
     let captured = capture.stop()?;
     let rcvbuf_limit = [
         Some(lab.rcvbuf_limit(Host::A)),
@@ -364,6 +376,7 @@ pub enum PcapPolicy {
 pub struct RunOptions {
     pub cases: u64,
     pub seed: u64,
+    /// The most cases running at once (`--jobs`); fewer run while the CPUs are busy ([`crate::schedule`]).
     pub jobs: usize,
     pub families: Vec<Family>,
     pub lab: LabConfig,
@@ -448,7 +461,11 @@ pub struct RunReport {
     pub seed: u64,
     pub cases_per_property: u64,
     pub families: Vec<Family>,
+    /// Wall time of the whole run.
     pub duration_ms: u64,
+    /// The most cases that ran at once.
+    #[serde(default)]
+    pub peak_jobs: usize,
     pub interrupted: bool,
     pub properties: Vec<PropertyResult>,
 }
@@ -552,15 +569,21 @@ pub fn run(
             .collect(),
     );
     let props: Arc<Vec<&'static dyn DynProperty>> = Arc::new(properties.to_vec());
-    for _ in 0..opts.jobs.max(1).min(total.max(1)) {
+    let workers = opts.jobs.max(1).min(total.max(1));
+    let admission = Arc::new(Admission::new(Admission::default_floor(), workers));
+    let gate = Arc::new(CpuGate::new(crate::schedule::cores()));
+    for _ in 0..workers {
         let (queue, props, done_tx, opts) =
             (queue.clone(), props.clone(), done_tx.clone(), opts.clone());
-        let shrunk_per_property = shrunk_per_property.clone();
+        let (shrunk_per_property, admission, gate) =
+            (shrunk_per_property.clone(), admission.clone(), gate.clone());
         std::thread::spawn(move || loop {
-            if INTERRUPTED.load(Ordering::Relaxed) {
+            if !admission.enter(&|| INTERRUPTED.load(Ordering::Relaxed)) {
                 return;
             }
-            let Some((p, index, seed, family)) = queue.lock().unwrap().pop_front() else {
+            let next = queue.lock().unwrap().pop_front();
+            let Some((p, index, seed, family)) = next else {
+                admission.leave();
                 return;
             };
             let prop = props[p];
@@ -570,9 +593,9 @@ pub fn run(
                 seed,
                 family,
                 case: prop.generate(seed, family),
-                lab: opts.lab.clone(),
+                lab: case_lab(&opts.lab, seed),
             };
-            let mut run = prop.run_case(&spec);
+            let mut run = prop.run_case_gated(&spec, &gate);
             let mut shrink = None;
             if matches!(run.status, CaseStatus::Fail { .. })
                 && !prop.shrink(&spec.case).is_empty()
@@ -595,6 +618,7 @@ pub fn run(
                 }
             }
             run.frames = Vec::new();
+            admission.leave();
             if done_tx.send((p, run, files, write_error, shrink)).is_err() {
                 return;
             }
@@ -640,9 +664,28 @@ pub fn run(
         cases_per_property: opts.cases,
         families: opts.families.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
+        peak_jobs: admission.peak(),
         interrupted: INTERRUPTED.load(Ordering::Relaxed),
         properties: results,
     }
+}
+
+/// The lab settings of one case: the user's, with a relay's seed derived from the case's seed, so every case
+/// of a `--link relay` run gets its own loss pattern and its case file replays exactly that pattern.
+pub fn case_lab(user: &LabConfig, case_seed: u64) -> LabConfig {
+    let mut lab = user.clone();
+    if let crate::link::LinkSpec::Relay(relay) = &mut lab.link {
+        relay.seed = relay_seed(relay.seed, case_seed);
+    }
+    lab
+}
+
+/// A relay seed from the run's relay seed and the case seed (splitmix64 of their mix).
+fn relay_seed(run_relay_seed: u64, case_seed: u64) -> u64 {
+    let mut z = run_relay_seed ^ case_seed.rotate_left(17) ^ 0x005e_ed0f_4e1a_u64;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A finished case as a worker hands it back: property index, run, (case file, pcapng), write error, shrink.

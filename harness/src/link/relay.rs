@@ -90,6 +90,17 @@ pub enum LinkEventKind {
     Reordered,
 }
 
+impl LinkEventKind {
+    /// As trace lines show it: `[relay: dropped]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkEventKind::Dropped => "dropped",
+            LinkEventKind::Duplicated => "duplicated",
+            LinkEventKind::Reordered => "reordered",
+        }
+    }
+}
+
 /// One decision, tied to the recorded frame it concerns (index into the captured frames).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkEvent {

@@ -507,6 +507,9 @@ impl Trace {
             for l in &f.labels {
                 let _ = write!(s, "  [{l}]");
             }
+            for e in self.link_events.iter().filter(|e| e.frame == i) {
+                let _ = write!(s, "  [relay: {}]", e.kind.name());
+            }
             s.push('\n');
         }
         s
