@@ -47,5 +47,8 @@ pub mod sock;
 pub mod trace;
 pub mod wire;
 
+#[cfg(test)]
+mod proptests;
+
 pub use error::HarnessError;
 pub use lab::{ExecCommand, LabConfig, SysctlSetting};
