@@ -499,3 +499,114 @@ pub(crate) mod oracle {
         Ok(())
     }
 }
+
+/// Captures taken by `netconform run --pcap all` on this kernel (tests/data/): a handshake over IPv4 and IPv6,
+/// and UDP datagrams over IPv4, fragmented ones included.
+const REAL_CAPTURES: &[&str] = &[
+    "handshake-ipv4.pcapng",
+    "handshake-ipv6.pcapng",
+    "udp-ipv4.pcapng",
+];
+
+fn real_frames() -> Vec<crate::frame::Frame> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+    REAL_CAPTURES
+        .iter()
+        .flat_map(|name| crate::pcapng::read_capture(&dir.join(name)).unwrap())
+        .map(|r| r.frame)
+        .collect()
+}
+
+/// An IP fragment (first or later): etherparse does not slice the transport of a fragment; `wire` reads the
+/// first fragment's header and reassembles elsewhere (`wire::reassembly`).
+fn is_fragment(p: &crate::wire::Packet) -> bool {
+    match &p.net {
+        Network::Ipv4 { header, .. } => header.more_fragments || header.fragment_offset > 0,
+        Network::Ipv6 { header, .. } => header.fragment.is_some(),
+        _ => false,
+    }
+}
+
+#[test]
+fn etherparse_reads_real_captured_frames_as_wire_does() {
+    let frames = real_frames();
+    let (mut compared, mut fragments) = (0, 0);
+    for (i, f) in frames.iter().enumerate() {
+        let ours = parse_frame(f.link, &f.data).unwrap_or_else(|e| panic!("frame {i}: {e}"));
+        if !matches!(ours.net, Network::Ipv4 { .. } | Network::Ipv6 { .. }) {
+            continue; // ARP / ND are not compared
+        }
+        if is_fragment(&ours) {
+            // Only the IP header is compared: etherparse leaves a fragment's transport alone.
+            let theirs = etherparse::SlicedPacket::from_ethernet(&f.data).unwrap();
+            assert!(
+                theirs.transport.is_none(),
+                "frame {i}: etherparse sliced a fragment"
+            );
+            fragments += 1;
+            continue;
+        }
+        oracle::same_fields(&ours, &f.data).unwrap_or_else(|e| panic!("frame {i}: {e}"));
+        compared += 1;
+    }
+    assert!(compared >= 10, "only {compared} real frames compared");
+    assert!(fragments >= 1, "the UDP capture should hold fragments");
+}
+
+/// Parse throughput of `wire` and etherparse on the same real frames (a measurement, not a test: speed targets
+/// live in benchmarks). `cargo test --release -p harness --lib parse_throughput -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn parse_throughput() {
+    use std::time::Instant;
+    let frames: Vec<Vec<u8>> = real_frames().into_iter().map(|f| f.data).collect();
+    let rounds = 200_000 / frames.len().max(1);
+    let total = (rounds * frames.len()) as f64;
+    for run in 0..3 {
+        let t = Instant::now();
+        let mut n = 0usize;
+        for _ in 0..rounds {
+            for f in &frames {
+                n += std::hint::black_box(parse_frame(LinkType::Ethernet, std::hint::black_box(f)))
+                    .is_ok() as usize;
+            }
+        }
+        let ours = total / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut m = 0usize;
+        for _ in 0..rounds {
+            for f in &frames {
+                let p = etherparse::SlicedPacket::from_ethernet(std::hint::black_box(f));
+                // Walk the TCP options too, as wire does.
+                if let Ok(etherparse::SlicedPacket {
+                    transport: Some(etherparse::TransportSlice::Tcp(t)),
+                    ..
+                }) = &p
+                {
+                    m += t.options_iterator().count();
+                }
+                m += std::hint::black_box(p).is_ok() as usize;
+            }
+        }
+        let theirs = total / t.elapsed().as_secs_f64();
+        // etherparse into owned headers (closer to wire's owned reprs; still no checksum verification).
+        let t = Instant::now();
+        for _ in 0..rounds {
+            for f in &frames {
+                m += std::hint::black_box(etherparse::PacketHeaders::from_ethernet_slice(
+                    std::hint::black_box(f),
+                ))
+                .is_ok() as usize;
+            }
+        }
+        let owned = total / t.elapsed().as_secs_f64();
+        println!(
+            "run {run}: {} frames: wire {:.2} M frames/s, etherparse sliced {:.2} M frames/s, etherparse \
+             owned headers {:.2} M frames/s ({n} {m})",
+            frames.len(),
+            ours / 1e6,
+            theirs / 1e6,
+            owned / 1e6
+        );
+    }
+}
