@@ -500,7 +500,7 @@ pub(crate) mod oracle {
     }
 }
 
-/// Captures taken by `netconform run --pcap all` on this kernel (tests/data/): a handshake over IPv4 and IPv6,
+/// Captures taken by `netconform run --pcap all` on this kernel (`tests/data/`): a handshake over IPv4 and IPv6,
 /// and UDP datagrams over IPv4, fragmented ones included.
 const REAL_CAPTURES: &[&str] = &[
     "handshake-ipv4.pcapng",
@@ -509,7 +509,10 @@ const REAL_CAPTURES: &[&str] = &[
 ];
 
 fn real_frames() -> Vec<crate::frame::Frame> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let dir = root.join("tests/data");
     REAL_CAPTURES
         .iter()
         .flat_map(|name| crate::pcapng::read_capture(&dir.join(name)).unwrap())
