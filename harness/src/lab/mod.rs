@@ -14,6 +14,12 @@
 //! 6. user sysctls, then user `--exec` commands, run inside the host's namespace.
 //!
 //! Nothing here touches the root namespace: no interface, route, sysctl or mount of the host is read or written.
+//!
+//! - [`worker`] — host threads, one per lab host, living inside its namespace; work is sent to them as closures.
+//! - [`nsfd`] — namespaces held by descriptors, and the namespace a socket lives in (`SIOCGSKNS`).
+//! - [`netlink`] — a small hand-written rtnetlink client: links, addresses, routes, neighbours.
+//! - [`ethtool`] — offloads off through the ethtool ioctl.
+//! - [`privileges`] — what the process needs before any lab is built, checked up front.
 
 pub mod ethtool;
 pub mod netlink;
