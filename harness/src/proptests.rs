@@ -563,6 +563,11 @@ fn etherparse_reads_real_captured_frames_as_wire_does() {
 fn parse_throughput() {
     use std::time::Instant;
     let frames: Vec<Vec<u8>> = real_frames().into_iter().map(|f| f.data).collect();
+    println!(
+        "size of an owned result: wire Packet {} B, etherparse PacketHeaders {} B",
+        std::mem::size_of::<crate::wire::Packet>(),
+        std::mem::size_of::<etherparse::PacketHeaders>()
+    );
     let rounds = 200_000 / frames.len().max(1);
     let total = (rounds * frames.len()) as f64;
     for run in 0..3 {
