@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::property::PropertyInfo;
 
-/// Every lab question of the catalogue (`../shared/lab-catalogue.md`), to show what is not covered yet.
+/// Every lab question of the catalogue (`docs/lab-catalogue.md`), to show what is not covered yet.
 pub const LAB_QUESTIONS: &[&str] = &[
     "Q2", "Q3", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10", "Q11", "Q12", "Q13", "Q14", "Q16", "Q18",
     "Q19", "Q20", "Q21", "Q22", "Q23", "Q24", "Q25", "Q26", "Q27", "Q28", "Q29", "Q30", "Q31",

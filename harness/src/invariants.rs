@@ -12,7 +12,7 @@
 //!   `tcp_rmem` maximum).
 //!
 //! Tolerances, named: on a veth capture in host `a`, frames from `b` are seen in `a`'s receive order, which may
-//! differ from `b`'s send order (kernel-facts: veth reorders blocks now and then), so ordering rules apply
+//! differ from `b`'s send order (docs/kernel-facts.md: veth reorders blocks now and then), so ordering rules apply
 //! only to frames from the capture host; the hole rule and the ACK rule hold in any order (an ACK is
 //! checked against everything the other side sent in the whole capture: a frame from `b` can even be tapped
 //! after `a`'s ACK of it when the two CPUs process the veth backlog in parallel). The highest right

@@ -1,21 +1,30 @@
-//! netconform's engine. A case flows left to right through these modules:
+//! netconform's engine. A case flows left to right: generator → case → lab → executor → capture → trace →
+//! properties → verdict → report (`docs/architecture.md`). One line per module:
 //!
 //! - [`property`] — what a property is: id, clauses, lab questions, a case generator, `execute` (sockets) and
 //!   `check` (observations + trace → [`property::Verdict`]); [`property::Violation`] is a finding.
+//! - [`ops`] — the operation language: per-host op lists, sockets by index, ops that do not apply are no-ops.
+//! - [`model`] — the reference model: generates meaningful programs and predicts what their outcomes must be.
 //! - [`lab`] — hosts `a`/`b` in anonymous network namespaces on their own threads, veth over netlink, offloads
 //!   off (ethtool ioctl), sysctls and `--exec` commands per host, the privilege check.
+//! - [`link`] — the other links: the TUN relay with seeded impairments and the scripted TUN peer.
 //! - [`sock`] — kernel sockets created on host threads, with the containment check before connect/send.
+//! - [`exec`] — the executor: runs a program on both hosts' sockets between barriers, records every outcome.
 //! - [`diag`] — sock_diag: a namespace's TCP sockets with their states, TIME-WAIT and orphans included.
 //! - [`counters`] — a lab host's own protocol counters (UDP MIB from /proc/thread-self/net/snmp, snmp6).
 //! - [`capture`] — AF_PACKET capture on the link: kernel ns timestamps, direction, drop counting.
 //! - [`frame`] — one captured frame, as every capture source hands it on.
 //! - [`wire`] — zero-copy packet views with checked constructors and owned reprs; wrap-aware `SeqNumber`.
 //! - [`trace`] — frames grouped into conversations, relative seq/ack, roles, canonical lines, labels.
+//! - [`invariants`] — the four TCP invariants checked on every conversation of every case.
 //! - [`pcapng`] — pcapng writer (ns resolution, direction, comments) and pcap/pcapng reader.
-//! - [`runner`] — one lab per case, concurrent workers, seeds, case files; [`report`] renders the results.
+//! - [`runner`] — one lab per case, concurrent workers, seeds, case files, shrinking and confirmation.
 //! - [`schedule`] — how many cases run at once: CPU slots for CPU-bound phases, admission while CPUs idle.
-//! - [`docs`] — coverage tables generated from the properties.
-//! - [`error`] — [`HarnessError`]: netconform could not run (never a finding); [`errno`] names errnos.
+//! - [`report`] — the results of a run: terminal summary, JSON, JUnit XML.
+//! - [`snapshot`] — fixed scenarios rendered for people and compared with `snapshots/<profile>/`.
+//! - [`docs`] — coverage tables generated from the properties (`docs/coverage.md`).
+//! - [`error`] — [`HarnessError`]: netconform could not run (never a finding).
+//! - [`errno`] — errno values named as Linux names them (`ECONNREFUSED`).
 
 pub mod capture;
 pub mod counters;
@@ -39,6 +48,9 @@ pub mod snapshot;
 pub mod sock;
 pub mod trace;
 pub mod wire;
+
+#[cfg(test)]
+mod proptests;
 
 pub use error::HarnessError;
 pub use lab::{ExecCommand, LabConfig, SysctlSetting};

@@ -45,9 +45,11 @@ pub fn case_rng(seed: u64) -> CaseRng {
 pub enum LinkKind {
     /// A veth pair (default, fastest).
     Veth,
-    /// A TUN relay with seeded impairments (not built yet).
+    /// A TUN device in each namespace and netconform's forwarder with seeded impairments
+    /// (`harness/src/link/relay.rs`).
     Relay,
-    /// A scripted peer on TUN (not built yet).
+    /// Only `b` is a kernel; netconform plays `a` through a TUN device in b's namespace
+    /// (`harness/src/link/peer.rs`).
     Peer,
 }
 

@@ -8,12 +8,20 @@
 //!
 //! Operations report kernel outcomes as [`SockResult`] (value or errno by name): an errno is an *observation*,
 //! not a harness failure. Blocking operations take a timeout and never hang the harness.
+//!
+//! The system calls with a standard shape (socket, bind, listen, connect, accept4, send, sendto, recvmsg,
+//! shutdown, getsockname/getpeername, O_NONBLOCK) go through `socket2`'s safe wrappers; its `io::Error`s keep
+//! the raw errno, so outcomes are named exactly as before. Ours remain: integer options by (level, name)
+//! (socket2 has no generic setsockopt, and properties set SO_RCVBUFFORCE, SO_NO_CHECK …), TCP_INFO, poll, and
+//! the namespace ioctl `SIOCGSKNS`.
 
 use std::cell::Cell;
-use std::mem::{size_of, zeroed};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::{size_of, MaybeUninit};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
+
+use socket2::{Domain, MaybeUninitSlice, Protocol, SockAddr, SockRef, Type};
 
 use crate::errno::{errno_name, last_errno};
 use crate::error::HarnessError;
@@ -45,6 +53,11 @@ impl Errno {
     pub fn last() -> Self {
         Errno(last_errno())
     }
+    /// The errno an `io::Error` from a system call carries (EIO if it carries none, which socket2's
+    /// system-call wrappers never do).
+    pub fn of(e: &std::io::Error) -> Self {
+        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+    }
     pub fn name(self) -> String {
         errno_name(self.0)
     }
@@ -71,10 +84,10 @@ impl Family {
             Family::Ipv6 => "ipv6",
         }
     }
-    fn domain(self) -> i32 {
+    fn domain(self) -> Domain {
         match self {
-            Family::Ipv4 => libc::AF_INET,
-            Family::Ipv6 => libc::AF_INET6,
+            Family::Ipv4 => Domain::IPV4,
+            Family::Ipv6 => Domain::IPV6,
         }
     }
     pub fn of(addr: IpAddr) -> Family {
@@ -114,73 +127,19 @@ fn cvt(ret: libc::c_int) -> SockResult<libc::c_int> {
     }
 }
 
-fn cvt_size(ret: libc::ssize_t) -> SockResult<usize> {
-    if ret < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(ret as usize)
-    }
+/// An `io::Result` from socket2 as a kernel outcome.
+fn outcome<T>(r: std::io::Result<T>) -> SockResult<T> {
+    r.map_err(|e| Errno::of(&e))
 }
 
 /// Encodes a socket address for the kernel.
-pub fn sockaddr_from(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
-    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-    let len = match addr {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_in fits in sockaddr_storage, which is suitably aligned.
-            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: v6.scope_id(),
-            };
-            // SAFETY: as above.
-            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
+pub fn sockaddr_from(addr: SocketAddr) -> SockAddr {
+    SockAddr::from(addr)
 }
 
 /// Decodes a kernel socket address (IPv4 or IPv6 only).
-pub fn sockaddr_to(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match storage.ss_family as i32 {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
+pub fn sockaddr_to(addr: &SockAddr) -> Option<SocketAddr> {
+    addr.as_socket()
 }
 
 /// The outcome of a receive.
@@ -206,19 +165,21 @@ impl Socket {
                     .into(),
             ));
         }
-        // SAFETY: plain syscall; the returned fd is owned below.
-        let fd = unsafe { libc::socket(family.domain(), ty | libc::SOCK_CLOEXEC, protocol) };
-        if fd < 0 {
-            return Err(HarnessError::Socket(format!(
+        // socket2 adds SOCK_CLOEXEC on Linux.
+        let sock = socket2::Socket::new(
+            family.domain(),
+            Type::from(ty),
+            Some(Protocol::from(protocol)),
+        )
+        .map_err(|e| {
+            HarnessError::Socket(format!(
                 "socket({}, {ty}, {protocol}): {}",
                 family.name(),
-                Errno::last()
-            )));
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                Errno::of(&e)
+            ))
+        })?;
         Ok(Socket {
-            fd,
+            fd: OwnedFd::from(sock),
             family,
             verified: Cell::new(false),
         })
@@ -246,6 +207,11 @@ impl Socket {
 
     pub fn family(&self) -> Family {
         self.family
+    }
+
+    /// socket2's safe view of this descriptor.
+    fn sock(&self) -> SockRef<'_> {
+        SockRef::from(&self.fd)
     }
 
     /// Checks that this socket lives in the network namespace of the lab host whose thread is running.
@@ -305,48 +271,19 @@ impl Socket {
     }
 
     pub fn set_nonblocking(&self, on: bool) -> SockResult<()> {
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: fcntl on an owned fd.
-        let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-        let new = if on {
-            flags | libc::O_NONBLOCK
-        } else {
-            flags & !libc::O_NONBLOCK
-        };
-        // SAFETY: as above.
-        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) }).map(|_| ())
+        outcome(self.sock().set_nonblocking(on))
     }
 
     pub fn bind(&self, addr: SocketAddr) -> SockResult<()> {
-        let (sa, len) = sockaddr_from(addr);
-        // SAFETY: sa/len come from sockaddr_from.
-        cvt(unsafe {
-            libc::bind(
-                self.fd.as_raw_fd(),
-                &sa as *const _ as *const libc::sockaddr,
-                len,
-            )
-        })
-        .map(|_| ())
+        outcome(self.sock().bind(&sockaddr_from(addr)))
     }
 
     pub fn listen(&self, backlog: i32) -> SockResult<()> {
-        // SAFETY: plain syscall on an owned fd.
-        cvt(unsafe { libc::listen(self.fd.as_raw_fd(), backlog) }).map(|_| ())
+        outcome(self.sock().listen(backlog))
     }
 
     pub fn local_addr(&self) -> SockResult<SocketAddr> {
-        // SAFETY: zeroed sockaddr_storage is valid; the kernel fills it.
-        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        cvt(unsafe {
-            libc::getsockname(
-                self.fd.as_raw_fd(),
-                &mut storage as *mut _ as *mut libc::sockaddr,
-                &mut len,
-            )
-        })?;
-        sockaddr_to(&storage).ok_or(Errno(libc::EAFNOSUPPORT))
+        sockaddr_to(&outcome(self.sock().local_addr())?).ok_or(Errno(libc::EAFNOSUPPORT))
     }
 
     /// connect() with a deadline: the socket is made non-blocking, the connect started, and the outcome read
@@ -360,51 +297,33 @@ impl Socket {
         self.verify_containment()?;
         self.set_nonblocking(true)
             .map_err(|e| HarnessError::Socket(format!("O_NONBLOCK: {e}")))?;
-        let (sa, len) = sockaddr_from(addr);
-        // SAFETY: sa/len come from sockaddr_from.
-        let ret = unsafe {
-            libc::connect(
-                self.fd.as_raw_fd(),
-                &sa as *const _ as *const libc::sockaddr,
-                len,
-            )
-        };
-        let outcome = if ret == 0 {
-            ConnectOutcome::Done(Ok(()))
-        } else {
-            let errno = Errno::last();
-            if errno.0 != libc::EINPROGRESS {
-                ConnectOutcome::Done(Err(errno))
-            } else {
-                match self.poll(libc::POLLOUT, timeout) {
-                    0 => ConnectOutcome::TimedOut,
-                    _ => {
-                        let err = self
-                            .get_int_opt(libc::SOL_SOCKET, libc::SO_ERROR)
-                            .map_err(|e| HarnessError::Socket(format!("SO_ERROR: {e}")))?;
-                        ConnectOutcome::Done(if err == 0 { Ok(()) } else { Err(Errno(err)) })
+        let result = match outcome(self.sock().connect(&sockaddr_from(addr))) {
+            Ok(()) => ConnectOutcome::Done(Ok(())),
+            Err(errno) => {
+                if errno.0 != libc::EINPROGRESS {
+                    ConnectOutcome::Done(Err(errno))
+                } else {
+                    match self.poll(libc::POLLOUT, timeout) {
+                        0 => ConnectOutcome::TimedOut,
+                        _ => {
+                            let err = self
+                                .get_int_opt(libc::SOL_SOCKET, libc::SO_ERROR)
+                                .map_err(|e| HarnessError::Socket(format!("SO_ERROR: {e}")))?;
+                            ConnectOutcome::Done(if err == 0 { Ok(()) } else { Err(Errno(err)) })
+                        }
                     }
                 }
             }
         };
         self.set_nonblocking(false)
             .map_err(|e| HarnessError::Socket(format!("O_NONBLOCK off: {e}")))?;
-        Ok(outcome)
+        Ok(result)
     }
 
     /// Plain connect() (used for UDP, which does not block).
     pub fn connect(&self, addr: SocketAddr) -> Result<SockResult<()>, HarnessError> {
         self.verify_containment()?;
-        let (sa, len) = sockaddr_from(addr);
-        // SAFETY: sa/len come from sockaddr_from.
-        Ok(cvt(unsafe {
-            libc::connect(
-                self.fd.as_raw_fd(),
-                &sa as *const _ as *const libc::sockaddr,
-                len,
-            )
-        })
-        .map(|_| ()))
+        Ok(outcome(self.sock().connect(&sockaddr_from(addr))))
     }
 
     /// poll() for `events`, returning the revents (0 on timeout).
@@ -432,15 +351,11 @@ impl Socket {
 
     pub fn send(&self, data: &[u8], flags: i32) -> Result<SockResult<usize>, HarnessError> {
         self.verify_containment()?;
-        // SAFETY: data is a valid buffer; MSG_NOSIGNAL avoids SIGPIPE.
-        Ok(cvt_size(unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                data.as_ptr() as *const libc::c_void,
-                data.len(),
-                flags | libc::MSG_NOSIGNAL,
-            )
-        }))
+        // MSG_NOSIGNAL: an EPIPE is an outcome, not a SIGPIPE for the harness.
+        Ok(outcome(
+            self.sock()
+                .send_with_flags(data, flags | libc::MSG_NOSIGNAL),
+        ))
     }
 
     pub fn send_to(
@@ -450,18 +365,11 @@ impl Socket {
         flags: i32,
     ) -> Result<SockResult<usize>, HarnessError> {
         self.verify_containment()?;
-        let (sa, len) = sockaddr_from(to);
-        // SAFETY: data and sa are valid for the call.
-        Ok(cvt_size(unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                data.as_ptr() as *const libc::c_void,
-                data.len(),
-                flags | libc::MSG_NOSIGNAL,
-                &sa as *const _ as *const libc::sockaddr,
-                len,
-            )
-        }))
+        Ok(outcome(self.sock().send_to_with_flags(
+            data,
+            &sockaddr_from(to),
+            flags | libc::MSG_NOSIGNAL,
+        )))
     }
 
     /// recvmsg() with a buffer of `max` bytes, waiting at most `timeout` for the socket to become readable
@@ -481,52 +389,41 @@ impl Socket {
 
     /// One recvmsg() call now.
     pub fn recv_now(&self, max: usize, flags: i32) -> SockResult<Received> {
-        let mut buf = vec![0u8; max];
-        // SAFETY: zeroed sockaddr_storage is valid.
-        let mut from: libc::sockaddr_storage = unsafe { zeroed() };
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        // SAFETY: msghdr is plain data; fields set below.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = &mut from as *mut _ as *mut libc::c_void;
-        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        // SAFETY: msg points at live buffers for the duration of the call.
-        let n = cvt_size(unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, flags) })?;
+        let mut buf = vec![MaybeUninit::new(0u8); max];
+        // recvmsg(2) underneath; the address comes back with the length the kernel gave (0 for TCP: None).
+        let (n, msg_flags, from) = outcome(
+            self.sock()
+                .recv_from_vectored_with_flags(&mut [MaybeUninitSlice::new(&mut buf)], flags),
+        )?;
+        let truncated = msg_flags.is_truncated();
         let copied = n.min(max);
-        buf.truncate(copied);
+        // Every element was initialised by `MaybeUninit::new(0)` above; the kernel only overwrote bytes.
+        let data = buf[..copied]
+            .iter()
+            // SAFETY: initialised (see above).
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
         Ok(Received {
             returned: n,
-            data: buf,
-            truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
-            from: if msg.msg_namelen > 0 {
-                sockaddr_to(&from)
-            } else {
-                None
-            },
+            data,
+            truncated,
+            from: sockaddr_to(&from),
         })
     }
 
     pub fn peer_addr(&self) -> SockResult<SocketAddr> {
-        // SAFETY: zeroed sockaddr_storage is valid; the kernel fills it.
-        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        cvt(unsafe {
-            libc::getpeername(
-                self.fd.as_raw_fd(),
-                &mut storage as *mut _ as *mut libc::sockaddr,
-                &mut len,
-            )
-        })?;
-        sockaddr_to(&storage).ok_or(Errno(libc::EAFNOSUPPORT))
+        sockaddr_to(&outcome(self.sock().peer_addr())?).ok_or(Errno(libc::EAFNOSUPPORT))
     }
 
     pub fn shutdown(&self, how: i32) -> SockResult<()> {
-        // SAFETY: plain syscall on an owned fd.
-        cvt(unsafe { libc::shutdown(self.fd.as_raw_fd(), how) }).map(|_| ())
+        let how = match how {
+            libc::SHUT_RD => Shutdown::Read,
+            libc::SHUT_WR => Shutdown::Write,
+            libc::SHUT_RDWR => Shutdown::Both,
+            // What shutdown(2) answers for any other value.
+            _ => return Err(Errno(libc::EINVAL)),
+        };
+        outcome(self.sock().shutdown(how))
     }
 
     /// accept4() now (the caller polls first when it wants to wait). The new socket is verified like any other
@@ -534,24 +431,12 @@ impl Socket {
     /// Returns the new socket and the peer's address as accept reported it (getpeername may already fail
     /// if the connection was reset while it waited in the queue).
     pub fn accept_now(&self) -> SockResult<(Socket, Option<SocketAddr>)> {
-        // SAFETY: zeroed sockaddr_storage is valid; the kernel fills it.
-        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: storage/len describe a valid buffer.
-        let fd = unsafe {
-            libc::accept4(
-                self.fd.as_raw_fd(),
-                &mut storage as *mut _ as *mut libc::sockaddr,
-                &mut len,
-                libc::SOCK_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(Errno::last());
-        }
-        // SAFETY: fresh descriptor.
-        let sock = Socket::from_owned(unsafe { OwnedFd::from_raw_fd(fd) }, self.family);
-        Ok((sock, sockaddr_to(&storage)))
+        // socket2 calls accept4 with SOCK_CLOEXEC on Linux.
+        let (sock, from) = outcome(self.sock().accept())?;
+        Ok((
+            Socket::from_owned(OwnedFd::from(sock), self.family),
+            sockaddr_to(&from),
+        ))
     }
 
     /// connect() without waiting (for non-blocking sockets: EINPROGRESS is the expected answer).

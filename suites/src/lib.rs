@@ -1,15 +1,17 @@
-//! netconform's properties, one module per behaviour area (see `../shared/lab-catalogue.md`).
+//! netconform's properties, one module per behaviour area; `docs/lab-catalogue.md` maps each lab question to its
+//! property. One line per module:
 //!
-//! - [`tcp_lifecycle`] — suite `tcp-lifecycle`: handshake, identity, RST, close shapes, state machine.
 //! - [`tcp_handshake`] — suite `tcp-lifecycle`: handshake options and numbering, the accept queue, 4-tuples.
+//! - [`tcp_lifecycle`] — suite `tcp-lifecycle`: RST for a closed port, RST on close with unread data.
 //! - [`tcp_close`] — suite `tcp-lifecycle`: close shapes, half-close, writing after the peer closed.
 //! - [`tcp_state`] — suite `tcp-lifecycle`: the RFC 9293 state diagram as data, transitions justified by events.
-//! - [`udp`] — suite `udp`: ports, datagrams, ICMP errors, buffers.
-//! - [`tcp_data`] — suite `tcp-data`: flow control (zero-window probes so far).
+//! - [`udp`] — suite `udp`: ports, datagrams on the wire, ICMP errors, boundaries, buffers, no retransmission.
+//! - [`tcp_data`] — suite `tcp-data`: zero-window probes, against a kernel receiver and a scripted peer.
 //! - [`tcp_segments`] — suite `tcp-data`: delayed ACKs, Nagle / NODELAY / CORK, silly window syndrome.
 //! - [`tcp_flow`] — suite `tcp-data`: send-buffer backpressure, throughput bounded by window / RTT.
 //! - [`tcp_loss`] — suite `tcp-data`: retransmission of a dropped segment, SACK and the cumulative ACK.
 //! - [`random_ops`] — suite `tcp-ops`: random socket programs judged by the model and the TCP invariants.
+//! - [`scenarios`] — the named fixed scenarios behind `snapshots/` (no property, no verdict).
 //! - [`conn`] — helpers: an established-connection program, a connection's segments with relative numbers.
 //! - [`selftest`] — properties that test the harness itself (hidden unless `NETCONFORM_SELFTEST=1`).
 

@@ -267,7 +267,7 @@ pub fn all() -> Vec<Scenario> {
                     Op::Sync,
                     Op::Sync,
                     Op::Accept { sock: 0 },
-                    // Probes come ~0.21 s and ~0.64 s after the window closed (kernel-facts); reading at ~1.1 s
+                    // Probes come ~0.21 s and ~0.64 s after the window closed (docs/kernel-facts.md); reading at ~1.1 s
                     // puts the window update mid-way between the probe classes' edges.
                     Op::Sleep { ms: 1100 },
                     Op::Read { sock: 1, max: 65536 },

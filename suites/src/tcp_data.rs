@@ -1,4 +1,6 @@
-//! TCP data transfer and flow control (suite `tcp-data`): for now, zero-window probing.
+//! Zero windows (suite `tcp-data`): a kernel sender facing a kernel receiver whose buffer is full
+//! (`tcp.zero_window.probes`), and facing a scripted peer that closes and reopens its window on cue
+//! (`tcp.zero_window.peer`).
 
 use std::time::Duration;
 
@@ -14,14 +16,14 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// Linux's zero-window probe base: the probe timer starts at max(RTO, TCP_RTO_MIN = 200 ms) and doubles
-/// (tcp_probe0_base / tcp_probe0_when); kernel-facts measured gaps of 0.21, 0.43, 0.86, 1.70 s.
+/// (tcp_probe0_base / tcp_probe0_when); docs/kernel-facts.md measured gaps of 0.21, 0.43, 0.86, 1.70 s.
 const PROBE_BASE: Duration = Duration::from_millis(200);
 /// Accepted spread of a probe gap around `PROBE_BASE · 2^i`: −10 % (timers never fire early by more than
 /// jiffy rounding) to +30 % + 30 ms (timer slack and scheduling on a loaded 2-core machine).
 const PROBE_EARLY: f64 = 0.9;
 const PROBE_LATE: f64 = 1.3;
 const PROBE_SLACK: Duration = Duration::from_millis(30);
-/// The window update must follow the reader's read within this (kernel-facts: 0.4 ms; the margin covers
+/// The window update must follow the reader's read within this (docs/kernel-facts.md: 0.4 ms; the margin covers
 /// the difference between the executor's clock base and the capture's).
 const UPDATE_AFTER_READ: Duration = Duration::from_millis(50);
 

@@ -708,7 +708,7 @@ fn frame_family(trace: &Trace, number: usize) -> Family {
 // ---------------------------------------------------------------------------------------------------------------
 
 /// How long a connect into a full accept queue is given: well below the first SYN retransmission at
-/// TCP_TIMEOUT_INIT (1 s), well above a veth handshake (tens of µs; kernel-facts).
+/// TCP_TIMEOUT_INIT (1 s), well above a veth handshake (tens of µs; docs/kernel-facts.md).
 const OVERFLOW_CONNECT_MS: u32 = 200;
 
 /// Judges the final-ACK race: both raced handshakes complete on the wire; with `tcp_abort_on_overflow=1` b

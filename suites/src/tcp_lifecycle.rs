@@ -1,5 +1,6 @@
-//! TCP connection lifecycle (suite `tcp-lifecycle`): for now, the answer to a segment for a port with no
-//! listener. Handshake, close shapes, half-close and the state machine join this file in later issues.
+//! TCP resets (suite `tcp-lifecycle`): the RST answering a segment for a port with no listener, and the RST
+//! sent by close() with unread data or SO_LINGER 0. The handshake lives in `tcp_handshake.rs`, the close
+//! shapes in `tcp_close.rs`, the state machine in `tcp_state.rs`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// How long a kernel connect() may wait for the RST. The RST comes back in ~13 µs on veth
-/// (kernel-facts); the first SYN retransmission would only come after TCP_TIMEOUT_INIT (1 s), so 500 ms
+/// (docs/kernel-facts.md); the first SYN retransmission would only come after TCP_TIMEOUT_INIT (1 s), so 500 ms
 /// separates "refused" from "no answer" without ever seeing a retransmitted SYN.
 const CONNECT_DEADLINE: Duration = Duration::from_millis(500);
 

@@ -1,4 +1,5 @@
-//! When segments and ACKs leave (suite `tcp-data`): ACK coalescing (delayed ACKs).
+//! When segments and ACKs leave (suite `tcp-data`): ACK coalescing (delayed ACKs), Nagle / TCP_NODELAY /
+//! TCP_CORK / PSH, and silly window syndrome avoidance on both sides.
 
 use std::time::Duration;
 
@@ -291,7 +292,7 @@ pub fn analyse(events: &[Event], full: u32, at_once_ns: u64, must40_ns: u64) -> 
 /// when more than one full frame was received *and* the window can advance (`__tcp_select_window(sk) >=
 /// tp->rcv_wnd`), or in quick-ack mode, or with out-of-order data; otherwise it arms the delayed-ACK timer.
 /// A reader that sleeps (or a receive buffer the application drains slower than the wire) keeps the window
-/// from advancing, so ACKs stretch (kernel-facts: 1.8–4.9 segments per ACK in a 1 MB transfer). The notes
+/// from advancing, so ACKs stretch (docs/kernel-facts.md: 1.8–4.9 segments per ACK in a 1 MB transfer). The notes
 /// report the largest ACK, the number of stretch ACKs, and the reader's state (pattern, SO_RCVBUF as the
 /// kernel reported it, quickack). The MUST-40 bound still applies to stretch ACKs.
 pub struct AckCoalescing;

@@ -1,12 +1,11 @@
 //! UDP (suite `udp`): the ICMP answer to a datagram for a closed port, ports per host, the datagram on the wire
 //! (incl. fragmented datagrams, reassembled by netconform), message boundaries, truncation, sending to an
-//! unresolved neighbour, and receive-buffer overflow. Loss on an impaired link (`udp.no_retransmit`) waits for
-//! the relay link.
+//! unresolved neighbour, receive-buffer overflow, and no retransmission of datagrams lost on a relay link.
 //!
 //! Shared choices: senders pin their host thread to the CPU it runs on before sending, because veth hands a
 //! frame to the *sending* CPU's backlog: a sender that migrates between two sends can have its datagrams
-//! processed out of order by the receiving host (kernel-facts: veth reorders occasionally on 2 CPUs). Pinned,
-//! the link is a FIFO and "in order on a lossless link" is a fair requirement. Receivers that are not studying
+//! processed out of order by the receiving host (docs/kernel-facts.md: veth reorders occasionally on 2 CPUs).
+//! Pinned, the link is a FIFO and "in order on a lossless link" is a fair requirement. Receivers that are not studying
 //! buffer limits get a large receive buffer (SO_RCVBUFFORCE) so that no datagram is dropped for room.
 
 use std::net::SocketAddr;
@@ -42,7 +41,7 @@ const ICMPV6_MAX_QUOTE: usize = 1280 - 40 - 8;
 /// is not told (Linux only queues it with IP_RECVERR), so its sends keep succeeding.
 ///
 /// Rate limiting, handled on purpose: Linux limits ICMP errors per destination host with a token bucket
-/// (`net.ipv4.icmp_ratelimit` = 1000 ms, `net.ipv6.icmp.ratelimit` = 1000 ms; kernel-facts: 1/s per source
+/// (`net.ipv4.icmp_ratelimit` = 1000 ms, `net.ipv6.icmp.ratelimit` = 1000 ms; docs/kernel-facts.md: 1/s per source
 /// host once the burst is spent) and globally (`icmp_msgs_per_sec`). Each case runs in a fresh lab, so the
 /// buckets start full. Half of the cases turn the per-host limit off in `b`'s namespace (`ratelimit=0`):
 /// then every datagram MUST get its own error, checked one by one. The other half keep the kernel default:

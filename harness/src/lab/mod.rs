@@ -1,6 +1,6 @@
 //! The lab: hosts `a` and `b` in anonymous network namespaces, joined by a link.
 //!
-//! Building a lab (≈2 ms, see `../shared/kernel-facts.md`):
+//! Building a lab (≈2 ms, see `docs/kernel-facts.md`):
 //! 1. a host thread per host `unshare(CLONE_NEWNET)`s ([`worker::HostWorker`]); lab defaults are written to that
 //!    namespace's own sysctls before any interface exists, so new interfaces inherit them;
 //! 2. in `a`, one RTM_NEWLINK creates the veth pair with the peer placed directly in `b`'s namespace (creating
@@ -14,6 +14,12 @@
 //! 6. user sysctls, then user `--exec` commands, run inside the host's namespace.
 //!
 //! Nothing here touches the root namespace: no interface, route, sysctl or mount of the host is read or written.
+//!
+//! - [`worker`] — host threads, one per lab host, living inside its namespace; work is sent to them as closures.
+//! - [`nsfd`] — namespaces held by descriptors, and the namespace a socket lives in (`SIOCGSKNS`).
+//! - [`netlink`] — a small hand-written rtnetlink client: links, addresses, routes, neighbours.
+//! - [`ethtool`] — offloads off through the ethtool ioctl.
+//! - [`privileges`] — what the process needs before any lab is built, checked up front.
 
 pub mod ethtool;
 pub mod netlink;
@@ -161,7 +167,7 @@ pub struct LabConfig {
 
 /// Sysctls every lab host gets, before its interfaces exist.
 const LAB_DEFAULT_SYSCTLS: &[(&str, &str)] = &[
-    // Path metrics must not leak from one connection into the next (kernel-facts: cached per namespace).
+    // Path metrics must not leak from one connection into the next (docs/kernel-facts.md: cached per namespace).
     ("net.ipv4.tcp_no_metrics_save", "1"),
     // No duplicate address detection and no router solicitations: addresses usable at once, no noise.
     ("net.ipv6.conf.default.accept_dad", "0"),

@@ -14,15 +14,17 @@
 //! was created in (ioctl `SIOCGSKNS`), which is how the harness checks that a socket is inside a lab before
 //! it connects or sends.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 
 /// `SIOCGSKNS = 0x894C` (include/uapi/linux/sockios.h): on a socket, returns a new descriptor (O_CLOEXEC) of
 /// the network namespace the socket belongs to. Linux ≥ 4.9.
 pub const SIOCGSKNS: libc::c_ulong = 0x894C;
 
 /// The calling thread's network namespace (a `/proc` path, so it also works after `unshare`/`setns`).
-const THREAD_NETNS: &std::ffi::CStr = c"/proc/thread-self/ns/net";
+const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
 
 /// A network namespace, held open by our own descriptor (`O_CLOEXEC`, so child processes do not inherit it).
 ///
@@ -41,29 +43,29 @@ fn last_error(op: impl Into<String>) -> io::Error {
     super::netlink::os_error(op, errno)
 }
 
-/// The inode of the file `fd` refers to.
-fn inode_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `fd` is a live descriptor and `st` is a writable `struct stat`.
-    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } < 0 {
-        return Err(last_error("fstat namespace descriptor"));
-    }
-    // SAFETY: fstat succeeded, so it filled `st`.
-    Ok(unsafe { st.assume_init() }.st_ino)
+/// Adds `op` to an I/O error, keeping its errno recoverable.
+fn with_op(op: impl Into<String>, e: io::Error) -> io::Error {
+    super::netlink::os_error(op, e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// The inode of an open namespace file (fstat through std).
+fn inode_of(file: &File) -> io::Result<u64> {
+    file.metadata()
+        .map(|m| m.ino())
+        .map_err(|e| with_op("fstat namespace descriptor", e))
 }
 
 impl NetNs {
     /// The calling thread's current network namespace.
     pub fn current() -> io::Result<NetNs> {
-        // SAFETY: THREAD_NETNS is a NUL-terminated path.
-        let fd = unsafe { libc::open(THREAD_NETNS.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(last_error("open /proc/thread-self/ns/net"));
-        }
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let inode = inode_of(fd.as_fd())?;
-        Ok(NetNs { fd, inode })
+        // std opens read-only with O_CLOEXEC.
+        let file =
+            File::open(THREAD_NETNS).map_err(|e| with_op("open /proc/thread-self/ns/net", e))?;
+        let inode = inode_of(&file)?;
+        Ok(NetNs {
+            fd: OwnedFd::from(file),
+            inode,
+        })
     }
 
     /// Moves the calling thread into a new, empty, anonymous network namespace (`unshare(CLONE_NEWNET)`) and
@@ -135,8 +137,8 @@ pub fn socket_netns_inode(fd: RawFd) -> io::Result<u64> {
         return Err(last_error(format!("ioctl SIOCGSKNS on fd {fd}")));
     }
     // SAFETY: `ns` is a fresh descriptor that nothing else owns; dropping it closes it.
-    let ns = unsafe { OwnedFd::from_raw_fd(ns) };
-    inode_of(ns.as_fd())
+    let ns = File::from(unsafe { OwnedFd::from_raw_fd(ns) });
+    inode_of(&ns)
 }
 
 #[cfg(test)]

@@ -2,6 +2,9 @@
 //! hosts through a TUN device in each namespace and a forwarder in the harness, which applies seeded
 //! impairments (delay, jitter, loss, reordering, duplication, rate, predicate rules) and records every
 //! packet itself.
+//!
+//! - [`relay`] — TUN devices in both namespaces and a forwarder per direction with seeded impairments.
+//! - [`peer`] — a scripted peer: netconform plays host `a` through a TUN device in b's namespace.
 
 pub mod peer;
 pub mod relay;

@@ -5,7 +5,7 @@
 //! random source seeded from (seed, direction) — the same seed and the same packets give the same decisions —
 //! and written into the other host's TUN device when its time comes. Nothing is dropped that the impairment
 //! did not decide to drop: the forwarder's queue is unbounded in packets (memory, not a tail drop), the TUN
-//! devices get a txqueuelen of 10,000 (kernel-facts: 500 dropped packets at ~376 Mbit/s), and every write
+//! devices get a txqueuelen of 10,000 (docs/kernel-facts.md: 500 dropped packets at ~376 Mbit/s), and every write
 //! error or TUN tx drop is counted as an unintended drop, which makes the case `invalid`.
 
 use std::cmp::Reverse;

@@ -6,6 +6,15 @@
 //! interpreted (their length is honoured), fragments other than the first are not dissected further
 //! (`Transport::Fragment` keeps their bytes; [`reassembly`] puts UDP datagrams back together), and checksums are
 //! verified, not fixed.
+//!
+//! - [`link`] — Ethernet II and ARP.
+//! - [`ip`] — IPv4 and IPv6 headers, extension headers walked to the upper layer.
+//! - [`tcp`] — TCP segments and options.
+//! - [`udp`] — UDP datagrams.
+//! - [`icmp`] — ICMPv4 / ICMPv6 (incl. ND) and the packet an ICMP error quotes.
+//! - [`checksum`] — the Internet checksum and the pseudo-headers.
+//! - [`seq`] — the wrap-aware [`SeqNumber`].
+//! - [`reassembly`] — UDP datagrams put back together from their IP fragments.
 
 pub mod checksum;
 pub mod icmp;
