@@ -3,9 +3,9 @@
 
 use harness::exec::ExecConfig;
 use harness::lab::{Lab, LabConfig};
-use harness::link::peer::{run_script, Expect, Inject, Script, Step};
 use harness::link::LinkSpec;
 use harness::ops::{Op, SockKind};
+use harness::script::{run_script, Expect, Inject, Script, Step};
 use harness::sock::Family;
 
 fn handshake(family: Family, extra: Vec<Step>) -> Script {
@@ -61,7 +61,7 @@ fn handshake(family: Family, extra: Vec<Step>) -> Script {
     }
 }
 
-fn run(script: &Script, family: Family) -> harness::link::peer::ScriptRun {
+fn run(script: &Script, family: Family) -> harness::script::ScriptRun {
     let lab = Lab::build(&LabConfig {
         link: LinkSpec::Peer,
         ..Default::default()

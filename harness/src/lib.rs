@@ -2,12 +2,16 @@
 //! properties → verdict → report (`docs/architecture.md`). One line per module:
 //!
 //! - [`property`] — what a property is: id, clauses, lab questions, a case generator, `execute` (sockets) and
-//!   `check` (observations + trace → [`property::Verdict`]); [`property::Violation`] is a finding.
+//!   `check` (observations + trace → a verdict).
+//! - [`verdict`] — [`verdict::Verdict`] per case and the [`verdict::Violation`] that makes a failure (clause,
+//!   frames, field, expected, actual); [`verdict::Findings`] collects them during a check.
 //! - [`ops`] — the operation language: per-host op lists, sockets by index, ops that do not apply are no-ops.
 //! - [`model`] — the reference model: generates meaningful programs and predicts what their outcomes must be.
 //! - [`lab`] — hosts `a`/`b` in anonymous network namespaces on their own threads, veth over netlink, offloads
 //!   off (ethtool ioctl), sysctls and `--exec` commands per host, the privilege check.
-//! - [`link`] — the other links: the TUN relay with seeded impairments and the scripted TUN peer.
+//! - [`link`] — the other links: the TUN relay with seeded impairments and the scripted peer's TUN end.
+//! - [`script`] — scripts for the scripted peer: crafted segments injected, b's answers matched in order.
+//! - [`record`] — what relay and peer record (frames, link decisions) and the clock every frame is stamped with.
 //! - [`sock`] — kernel sockets created on host threads, with the containment check before connect/send.
 //! - [`exec`] — the executor: runs a program on both hosts' sockets between barriers, records every outcome.
 //! - [`diag`] — sock_diag: a namespace's TCP sockets with their states, TIME-WAIT and orphans included.
@@ -41,12 +45,15 @@ pub mod model;
 pub mod ops;
 pub mod pcapng;
 pub mod property;
+pub mod record;
 pub mod report;
 pub mod runner;
 pub mod schedule;
+pub mod script;
 pub mod snapshot;
 pub mod sock;
 pub mod trace;
+pub mod verdict;
 pub mod wire;
 
 #[cfg(test)]

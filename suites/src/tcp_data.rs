@@ -398,8 +398,8 @@ pub struct PeerZeroWindowCase {
 }
 
 pub struct PeerZeroWindowObserved {
-    pub run: harness::link::peer::ScriptRun,
-    pub script: harness::link::peer::Script,
+    pub run: harness::script::ScriptRun,
+    pub script: harness::script::Script,
 }
 
 impl std::fmt::Debug for PeerZeroWindowObserved {
@@ -410,8 +410,8 @@ impl std::fmt::Debug for PeerZeroWindowObserved {
     }
 }
 
-fn peer_script(c: &PeerZeroWindowCase) -> harness::link::peer::Script {
-    use harness::link::peer::{Expect, Inject, Script, Step};
+fn peer_script(c: &PeerZeroWindowCase) -> harness::script::Script {
+    use harness::script::{Expect, Inject, Script, Step};
     let una = 1 + c.first as u32;
     let probe = || Expect {
         flags: Some(".".into()),
@@ -567,7 +567,7 @@ impl Property for PeerZeroWindow {
             harness::HarnessError::Usage("tcp.zero_window.peer needs the peer link".into())
         })?;
         let script = peer_script(case);
-        let run = harness::link::peer::run_script(
+        let run = harness::script::run_script(
             env.lab,
             peer,
             &script,
@@ -591,7 +591,7 @@ impl Property for PeerZeroWindow {
         let probe_steps: Vec<usize> = steps
             .iter()
             .enumerate()
-            .filter(|(_, s)| matches!(s, harness::link::peer::Step::Expect(e) if e.len == Some(0) && e.within_ms == 1200))
+            .filter(|(_, s)| matches!(s, harness::script::Step::Expect(e) if e.len == Some(0) && e.within_ms == 1200))
             .map(|(k, _)| k)
             .collect();
         let at = |k: usize| {
@@ -605,7 +605,7 @@ impl Property for PeerZeroWindow {
         let data_at = steps
             .iter()
             .enumerate()
-            .find(|(_, s)| matches!(s, harness::link::peer::Step::Expect(e) if e.flags.as_deref() == Some("P.")))
+            .find(|(_, s)| matches!(s, harness::script::Step::Expect(e) if e.flags.as_deref() == Some("P.")))
             .and_then(|(k, _)| at(k));
         let mut prev = data_at;
         for (i, k) in probe_steps.iter().enumerate() {

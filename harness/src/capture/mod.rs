@@ -34,7 +34,7 @@ pub struct Captured {
     /// being told to: either makes the case invalid.
     pub drops: u32,
     /// What the relay did on purpose to recorded frames (empty on veth).
-    pub link_events: Vec<crate::link::LinkEvent>,
+    pub link_events: Vec<crate::record::LinkEvent>,
 }
 
 /// A running capture: AF_PACKET on veth, or the relay's own recording.
@@ -44,7 +44,7 @@ pub struct Capture {
 
 enum Inner {
     Packet(PacketCapture),
-    Relay(std::sync::Arc<crate::link::relay::Recorder>),
+    Relay(std::sync::Arc<crate::record::Recorder>),
 }
 
 impl Capture {
@@ -56,7 +56,7 @@ impl Capture {
     }
 
     /// Starts the relay's recording.
-    pub fn from_relay(recorder: std::sync::Arc<crate::link::relay::Recorder>) -> Capture {
+    pub fn from_relay(recorder: std::sync::Arc<crate::record::Recorder>) -> Capture {
         recorder.start();
         Capture {
             inner: Inner::Relay(recorder),
@@ -361,10 +361,4 @@ fn recv_frame(fd: RawFd, buf: &mut [u8]) -> std::result::Result<Option<Frame>, S
     }))
 }
 
-/// CLOCK_REALTIME now, in nanoseconds (the clock SO_TIMESTAMPNS uses).
-pub fn realtime_ns() -> u64 {
-    // SAFETY: ts is written by the kernel.
-    let mut ts: libc::timespec = unsafe { zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use crate::record::realtime_ns;

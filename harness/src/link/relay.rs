@@ -11,8 +11,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -20,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::frame::{Frame, Host, LinkType};
+pub use crate::record::{LinkEvent, LinkEventKind, Recorder};
 use crate::wire::{parse_ip, Network, Transport};
 
 /// TUNSETIFF = _IOW('T', 202, int) (include/uapi/linux/if_tun.h).
@@ -76,85 +77,6 @@ pub struct RelaySpec {
     pub b_to_a: Impairment,
     #[serde(default)]
     pub seed: u64,
-}
-
-/// What the relay did to a recorded packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LinkEventKind {
-    /// Dropped on purpose (loss or a rule).
-    Dropped,
-    /// Delivered twice.
-    Duplicated,
-    /// Held back so later packets overtake it.
-    Reordered,
-}
-
-impl LinkEventKind {
-    /// As trace lines show it: `[relay: dropped]`.
-    pub fn name(self) -> &'static str {
-        match self {
-            LinkEventKind::Dropped => "dropped",
-            LinkEventKind::Duplicated => "duplicated",
-            LinkEventKind::Reordered => "reordered",
-        }
-    }
-}
-
-/// One decision, tied to the recorded frame it concerns (index into the captured frames).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkEvent {
-    pub frame: usize,
-    pub kind: LinkEventKind,
-}
-
-/// Frames and decisions recorded while a capture is on.
-#[derive(Default)]
-pub struct Recorder {
-    pub recording: AtomicBool,
-    state: Mutex<(Vec<Frame>, Vec<LinkEvent>)>,
-    /// Packets the relay lost without being told to (write errors, TUN tx drops).
-    pub unintended_drops: AtomicU64,
-}
-
-impl Recorder {
-    fn record(&self, frame: Frame, kinds: &[LinkEventKind]) {
-        if !self.recording.load(Ordering::Acquire) {
-            return;
-        }
-        let mut st = self.state.lock().unwrap();
-        let index = st.0.len();
-        st.0.push(frame);
-        for k in kinds {
-            st.1.push(LinkEvent {
-                frame: index,
-                kind: *k,
-            });
-        }
-    }
-
-    /// Records a frame with no decision (the scripted peer).
-    pub fn record_frame(&self, frame: Frame) {
-        self.record(frame, &[]);
-    }
-
-    /// Starts recording from now on.
-    pub fn start(&self) {
-        *self.state.lock().unwrap() = (Vec::new(), Vec::new());
-        self.unintended_drops.store(0, Ordering::Release);
-        self.recording.store(true, Ordering::Release);
-    }
-
-    /// Stops and returns what was recorded.
-    pub fn stop(&self) -> (Vec<Frame>, Vec<LinkEvent>, u64) {
-        self.recording.store(false, Ordering::Release);
-        let (frames, events) = std::mem::take(&mut *self.state.lock().unwrap());
-        (
-            frames,
-            events,
-            self.unintended_drops.load(Ordering::Acquire),
-        )
-    }
 }
 
 /// Opens TUN device `name` in the calling thread's namespace, non-blocking, with a long transmit queue.
@@ -343,7 +265,7 @@ pub fn forward(
             let (delays, events) = decide(&imp, &mut rng, &mut rules, &pkt);
             recorder.record(
                 Frame {
-                    ts_ns: crate::capture::realtime_ns(),
+                    ts_ns: crate::record::realtime_ns(),
                     origin: Some(origin),
                     link: LinkType::RawIp,
                     data: pkt.clone(),

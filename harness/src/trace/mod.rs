@@ -148,7 +148,7 @@ pub struct Trace {
     pub conversations: Vec<Conversation>,
     pub start_ns: u64,
     /// What an impairing link did on purpose to frames (index = position in `frames`); set by the runner.
-    pub link_events: Vec<crate::link::LinkEvent>,
+    pub link_events: Vec<crate::record::LinkEvent>,
     hosts: HostAddrs,
 }
 
