@@ -122,6 +122,10 @@ fn default_quiet() -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Seen {
     pub at_ms: f64,
+    /// CLOCK_REALTIME when the peer read the packet from the TUN device (the clock of the executor's
+    /// `OpOutcome::wall_ns`): never before b sent it, later by the peer thread's wake-up latency.
+    #[serde(default)]
+    pub wall_ns: u64,
     pub flags: String,
     pub seq: u32,
     pub ack: u32,
@@ -308,6 +312,7 @@ pub fn run_script(
         let base = b_isn.unwrap_or(t.seq.0);
         Some(Seen {
             at_ms: start.elapsed().as_secs_f64() * 1e3,
+            wall_ns: crate::capture::realtime_ns(),
             flags: t.flags.tcpdump(),
             seq: t.seq.0.wrapping_sub(base),
             ack: t.ack.0.wrapping_sub(script.a_isn),
