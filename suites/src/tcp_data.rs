@@ -410,7 +410,8 @@ impl Property for ZeroWindowProbes {
 /// SEQ = SND.UNA − 1 — the first ~200 ms after b's write into the zero window (the write arms the probe
 /// timer: tcp_push → tcp_check_probe_timer) and the second ~400 ms after the first (200 ms · 2^i within
 /// −10 %/+30 % +30 ms, Linux tcp_probe0_when); when the peer reopens the window, b sends its pending data at
-/// once and nothing else.
+/// once and nothing else. Cases pause 0–150 ms between the peer's zero-window ACK and b's second write, so
+/// a timer started by the ACK instead of the write would show as an early first probe.
 pub struct PeerZeroWindow;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -419,6 +420,10 @@ pub struct PeerZeroWindowCase {
     pub a_port: u16,
     pub first: usize,
     pub second: usize,
+    /// Pause between the peer's zero-window ACK and b's second write: the probe timer starts at the write,
+    /// so the first probe must keep its distance to the write, not to the ACK.
+    #[serde(default)]
+    pub write_delay_ms: u32,
 }
 
 pub struct PeerZeroWindowObserved {
@@ -503,6 +508,7 @@ fn peer_script(c: &PeerZeroWindowCase) -> harness::link::peer::Script {
                 len: 0,
                 mss: None,
             }),
+            Step::SleepMs(c.write_delay_ms as u64),
             Step::B(Op::Write {
                 sock: 1,
                 len: c.second,
@@ -565,6 +571,7 @@ impl Property for PeerZeroWindow {
             // Both below one segment on either family (MSS 1440 over IPv6), so each write is one segment.
             first: rng.gen_range(1..=1400),
             second: rng.gen_range(1..=1400),
+            write_delay_ms: rng.gen_range(0..=150),
         }
     }
 
@@ -577,8 +584,8 @@ impl Property for PeerZeroWindow {
 
     fn describe(&self, c: &PeerZeroWindowCase) -> String {
         format!(
-            "b writes {} bytes, the peer closes its window, b writes {} more",
-            c.first, c.second
+            "b writes {} bytes, the peer closes its window, b writes {} more {} ms later",
+            c.first, c.second, c.write_delay_ms
         )
     }
 
