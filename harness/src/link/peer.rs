@@ -159,6 +159,10 @@ pub struct ScriptRun {
     /// Every segment b sent, in order, with the index of the expect that matched it (None: unexpected).
     pub seen: Vec<(Seen, Option<usize>)>,
     pub violations: Vec<Violation>,
+    /// How far past an expect's own deadline the peer got a packet back (ms, the largest): the peer
+    /// thread was not running (an overloaded machine), so b's later segments were read, stamped and
+    /// answered late, and timing judged from them is no evidence.
+    pub max_overrun_ms: f64,
 }
 
 /// The peer's end of the TUN device in b.
@@ -355,11 +359,14 @@ pub fn run_script(
                 let deadline = Instant::now() + Duration::from_millis(e.within_ms);
                 loop {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let Some(pkt) = (if left.is_zero() {
+                    let got = if left.is_zero() {
                         None
                     } else {
                         peer.read(left)
-                    }) else {
+                    };
+                    let overrun = Instant::now().saturating_duration_since(deadline);
+                    run.max_overrun_ms = run.max_overrun_ms.max(overrun.as_secs_f64() * 1e3);
+                    let Some(pkt) = got else {
                         run.violations.push(
                             Violation::new(
                                 "scripted peer",
