@@ -152,6 +152,14 @@ pub struct OpOutcome {
     pub sock: Option<SockSnapshot>,
     /// Nanoseconds since the program started.
     pub t_ns: u64,
+    /// CLOCK_REALTIME (the capture's clock, [`crate::record::realtime_ns`]) when the op was called and
+    /// when it returned, in ns: a timing check compares the kernel event an op starts (a timer armed by a
+    /// write, a window update sent by a read) with the capture in one clock, and knows how long the op
+    /// itself took (on an overloaded machine a thread can wait tens of ms between the two).
+    #[serde(default)]
+    pub wall_ns: u64,
+    #[serde(default)]
+    pub done_wall_ns: u64,
 }
 
 /// Sockets of one host, kept open until the caller drops them.
@@ -339,7 +347,9 @@ fn snapshot(e: &Entry) -> SockSnapshot {
 impl HostExec {
     fn step(&mut self, index: usize, segment: usize, op: &Op) -> Result<OpOutcome, HarnessError> {
         let t_ns = self.start.elapsed().as_nanos() as u64;
+        let wall_ns = crate::record::realtime_ns();
         let result = self.apply(op)?;
+        let done_wall_ns = crate::record::realtime_ns();
         let sock = op
             .sock()
             .and_then(|i| self.sockets.get(i))
@@ -354,6 +364,8 @@ impl HostExec {
             result,
             sock,
             t_ns,
+            wall_ns,
+            done_wall_ns,
         })
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::realtime_ns;
+use crate::record::realtime_ns;
 use crate::error::HarnessError;
 use crate::frame::{Frame, Host};
 use crate::invariants::InvariantContext;

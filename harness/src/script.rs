@@ -120,6 +120,10 @@ fn default_quiet() -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Seen {
     pub at_ms: f64,
+    /// CLOCK_REALTIME when the peer read the packet from the TUN device (the clock of the executor's
+    /// `OpOutcome::wall_ns`): never before b sent it, later by the peer thread's wake-up latency.
+    #[serde(default)]
+    pub wall_ns: u64,
     pub flags: String,
     pub seq: u32,
     pub ack: u32,
@@ -153,6 +157,10 @@ pub struct ScriptRun {
     /// Every segment b sent, in order, with the index of the expect that matched it (None: unexpected).
     pub seen: Vec<(Seen, Option<usize>)>,
     pub violations: Vec<Violation>,
+    /// How far past an expect's own deadline the peer got a packet back (ms, the largest): the peer
+    /// thread was not running (an overloaded machine), so b's later segments were read, stamped and
+    /// answered late, and timing judged from them is no evidence.
+    pub max_overrun_ms: f64,
 }
 
 fn flags(s: &str) -> TcpFlags {
@@ -238,6 +246,7 @@ pub fn run_script(
         let base = b_isn.unwrap_or(t.seq.0);
         Some(Seen {
             at_ms: start.elapsed().as_secs_f64() * 1e3,
+            wall_ns: crate::record::realtime_ns(),
             flags: t.flags.tcpdump(),
             seq: t.seq.0.wrapping_sub(base),
             ack: t.ack.0.wrapping_sub(script.a_isn),
@@ -280,11 +289,14 @@ pub fn run_script(
                 let deadline = Instant::now() + Duration::from_millis(e.within_ms);
                 loop {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let Some(pkt) = (if left.is_zero() {
+                    let got = if left.is_zero() {
                         None
                     } else {
                         peer.read(left)
-                    }) else {
+                    };
+                    let overrun = Instant::now().saturating_duration_since(deadline);
+                    run.max_overrun_ms = run.max_overrun_ms.max(overrun.as_secs_f64() * 1e3);
+                    let Some(pkt) = got else {
                         run.violations.push(
                             Violation::new(
                                 "scripted peer",

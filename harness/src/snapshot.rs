@@ -102,7 +102,7 @@ pub fn run_scenario(s: &Scenario, profile: &Profile, seed: u64) -> Result<String
     cfg.sysctls.extend(s.overrides.iter().cloned());
     let lab = Lab::build(&cfg)?;
     let capture = lab.start_capture()?;
-    let start_ns = crate::capture::realtime_ns();
+    let start_ns = crate::record::realtime_ns();
     let mut exec = ExecConfig::new(seed, s.family);
     exec.io_timeout_ms = s.io_timeout_ms;
     let (outcomes, sockets) = run_program(&lab, &s.program, exec)?;
