@@ -4,7 +4,9 @@
 //!   `check` (observations + trace → [`property::Verdict`]); [`property::Violation`] is a finding.
 //! - [`lab`] — hosts `a`/`b` in anonymous network namespaces on their own threads, veth over netlink, offloads
 //!   off (ethtool ioctl), sysctls and `--exec` commands per host, the privilege check.
-//! - [`sock`] — kernel sockets created on host threads, with the containment check before connect/send.
+//! - [`sock`] — kernel sockets created on host threads, with the containment check before connect/send;
+//!   [`sockopt`] names the options, receive flags and readiness properties use, so they never call libc.
+//! - [`cpu`] — the calling thread's CPU, and pinning it there (senders that must reach veth in order).
 //! - [`diag`] — sock_diag: a namespace's TCP sockets with their states, TIME-WAIT and orphans included.
 //! - [`counters`] — a lab host's own protocol counters (UDP MIB from /proc/thread-self/net/snmp, snmp6).
 //! - [`capture`] — AF_PACKET capture on the link: kernel ns timestamps, direction, drop counting.
@@ -19,6 +21,7 @@
 
 pub mod capture;
 pub mod counters;
+pub mod cpu;
 pub mod diag;
 pub mod docs;
 pub mod errno;
@@ -37,6 +40,7 @@ pub mod runner;
 pub mod schedule;
 pub mod snapshot;
 pub mod sock;
+pub mod sockopt;
 pub mod trace;
 pub mod wire;
 
