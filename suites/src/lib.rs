@@ -12,6 +12,12 @@
 //! - [`random_ops`] — suite `tcp-ops`: random socket programs judged by the model and the TCP invariants.
 //! - [`conn`] — helpers: an established-connection program, a connection's segments with relative numbers.
 //! - [`selftest`] — properties that test the harness itself (hidden unless `NETCONFORM_SELFTEST=1`).
+//!
+//! A property makes no system call of its own: sockets, options, flags and errnos are the `harness` crate's
+//! named APIs (`harness::sock`, `harness::sockopt`, `harness::cpu`), the seam behind which the system under
+//! test sits. The crate forbids `unsafe_code`, and `suites/tests/seam.rs` fails on any use of the C library.
+
+#![forbid(unsafe_code)]
 
 pub mod conn;
 pub mod random_ops;
