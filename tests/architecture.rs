@@ -1,5 +1,5 @@
-//! The shape of the code: no module of `harness` imports one that imports it back, and no property file calls
-//! libc. Read from the sources (no root needed).
+//! The shape of the code: no module of `harness` imports one that imports it back (that no property file calls
+//! libc is `suites/tests/seam.rs`). Read from the sources (no root needed).
 //!
 //! Nodes are files (`lab/worker.rs` is `lab::worker`); an edge is any `crate::a::b` path or `super::` path in
 //! non-test code, resolved to the longest module path that exists. Test code (`#[cfg(test)]` modules and
@@ -218,25 +218,4 @@ fn the_cycle_finder_finds_a_cycle_and_ignores_test_code() {
     );
     let found = cycles(&graph);
     assert_eq!(found, vec![vec!["a", "b::c", "a"]]);
-}
-
-#[test]
-fn no_property_file_calls_libc_or_unsafe_code() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/src");
-    let mut offenders = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            if code.contains("libc::") || code.contains("unsafe ") || code.contains("unsafe{") {
-                offenders.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
-            }
-        }
-    }
-    assert!(
-        offenders.is_empty(),
-        "properties must go through the harness, never libc:\n  {}",
-        offenders.join("\n  ")
-    );
 }

@@ -1,47 +1,70 @@
 //! errno values named as Linux names them (`ECONNREFUSED`), so outcomes and violations read like man pages.
+//!
+//! One list gives both the names ([`errno_name`]) and the constants properties compare outcomes with
+//! ([`Errno::ECONNREFUSED`](crate::sock::Errno::ECONNREFUSED) …), so a property never needs libc to say which
+//! errno it expects.
 
-/// The symbolic name of an errno value, or `E<n>` for one this table does not know.
-pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::EINVAL => "EINVAL",
-        libc::EPIPE => "EPIPE",
-        libc::EMSGSIZE => "EMSGSIZE",
-        libc::ENOPROTOOPT => "ENOPROTOOPT",
-        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
-        libc::EADDRINUSE => "EADDRINUSE",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::ENETDOWN => "ENETDOWN",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::ECONNABORTED => "ECONNABORTED",
-        libc::ECONNRESET => "ECONNRESET",
-        libc::ENOBUFS => "ENOBUFS",
-        libc::EISCONN => "EISCONN",
-        libc::ENOTCONN => "ENOTCONN",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::EHOSTDOWN => "EHOSTDOWN",
-        libc::EHOSTUNREACH => "EHOSTUNREACH",
-        libc::EALREADY => "EALREADY",
-        libc::EINPROGRESS => "EINPROGRESS",
-        libc::ENOTSOCK => "ENOTSOCK",
-        libc::EDESTADDRREQ => "EDESTADDRREQ",
-        _ => return format!("E{errno}"),
+use crate::sock::Errno;
+
+/// Defines `Errno::<NAME>` for every listed name and the table [`errno_name`] reads.
+macro_rules! named_errnos {
+    ($($name:ident),* $(,)?) => {
+        /// The errnos netconform names, as Linux numbers them (asm-generic/errno-base.h, asm-generic/errno.h).
+        impl Errno {
+            $(
+                #[doc = concat!("`", stringify!($name), "`")]
+                pub const $name: Errno = Errno(libc::$name);
+            )*
+        }
+
+        /// The symbolic name of an errno value, or `E<n>` for one this table does not know.
+        pub fn errno_name(errno: i32) -> String {
+            let name = match errno {
+                $(libc::$name => stringify!($name),)*
+                _ => return format!("E{errno}"),
+            };
+            name.to_string()
+        }
     };
-    name.to_string()
 }
+
+named_errnos!(
+    EPERM,
+    ENOENT,
+    EINTR,
+    EIO,
+    EBADF,
+    EAGAIN,
+    ENOMEM,
+    EACCES,
+    EFAULT,
+    EBUSY,
+    EEXIST,
+    EINVAL,
+    EPIPE,
+    EMSGSIZE,
+    ENOPROTOOPT,
+    EPROTONOSUPPORT,
+    EOPNOTSUPP,
+    EAFNOSUPPORT,
+    EADDRINUSE,
+    EADDRNOTAVAIL,
+    ENETDOWN,
+    ENETUNREACH,
+    ECONNABORTED,
+    ECONNRESET,
+    ENOBUFS,
+    EISCONN,
+    ENOTCONN,
+    ETIMEDOUT,
+    ECONNREFUSED,
+    EHOSTDOWN,
+    EHOSTUNREACH,
+    EALREADY,
+    EINPROGRESS,
+    ENOTSOCK,
+    EDESTADDRREQ,
+);
 
 /// The current thread's errno.
 pub fn last_errno() -> i32 {
@@ -57,5 +80,17 @@ mod tests {
         assert_eq!(errno_name(libc::ECONNREFUSED), "ECONNREFUSED");
         assert_eq!(errno_name(libc::EPIPE), "EPIPE");
         assert_eq!(errno_name(4242), "E4242");
+    }
+
+    #[test]
+    fn constants_carry_linux_values_and_names() {
+        assert_eq!(Errno::ECONNREFUSED, Errno(libc::ECONNREFUSED));
+        assert_eq!(Errno::EAGAIN.0, libc::EWOULDBLOCK);
+        assert_eq!(Errno::EADDRINUSE.name(), "EADDRINUSE");
+        // Usable as patterns, which is how properties match outcomes.
+        assert!(matches!(
+            Some(Err::<(), _>(Errno(libc::EAGAIN))),
+            Some(Err(Errno::EAGAIN))
+        ));
     }
 }

@@ -12,8 +12,10 @@
 //! - [`link`] — the other links: the TUN relay with seeded impairments and the scripted peer's TUN end.
 //! - [`script`] — scripts for the scripted peer: crafted segments injected, b's answers matched in order.
 //! - [`record`] — what relay and peer record (frames, link decisions) and the clock every frame is stamped with.
-//! - [`sock`] — kernel sockets created on host threads, with the containment check before connect/send.
 //! - [`exec`] — the executor: runs a program on both hosts' sockets between barriers, records every outcome.
+//! - [`sock`] — kernel sockets created on host threads, with the containment check before connect/send;
+//!   [`sockopt`] names the options, receive flags and readiness properties use, so they never call libc.
+//! - [`cpu`] — the calling thread's CPU, and pinning it there (senders that must reach veth in order).
 //! - [`diag`] — sock_diag: a namespace's TCP sockets with their states, TIME-WAIT and orphans included.
 //! - [`counters`] — a lab host's own protocol counters (UDP MIB from /proc/thread-self/net/snmp, snmp6).
 //! - [`capture`] — AF_PACKET capture on the link: kernel ns timestamps, direction, drop counting.
@@ -32,6 +34,7 @@
 
 pub mod capture;
 pub mod counters;
+pub mod cpu;
 pub mod diag;
 pub mod docs;
 pub mod errno;
@@ -52,6 +55,7 @@ pub mod schedule;
 pub mod script;
 pub mod snapshot;
 pub mod sock;
+pub mod sockopt;
 pub mod trace;
 pub mod verdict;
 pub mod wire;

@@ -14,6 +14,12 @@
 //! - [`scenarios`] — the named fixed scenarios behind `snapshots/` (no property, no verdict).
 //! - [`conn`] — helpers: an established-connection program, a connection's segments with relative numbers.
 //! - [`selftest`] — properties that test the harness itself (hidden unless `NETCONFORM_SELFTEST=1`).
+//!
+//! A property makes no system call of its own: sockets, options, flags and errnos are the `harness` crate's
+//! named APIs (`harness::sock`, `harness::sockopt`, `harness::cpu`), the seam behind which the system under
+//! test sits. The crate forbids `unsafe_code`, and `suites/tests/seam.rs` fails on any use of the C library.
+
+#![forbid(unsafe_code)]
 
 pub mod conn;
 pub mod random_ops;

@@ -291,7 +291,7 @@ impl Property for RstOnClosedPort {
                             payload_len: payload.len(),
                         };
                         let segment = repr.emit(a, b.ip(), &payload);
-                        let raw = Socket::raw(family, libc::IPPROTO_TCP)?;
+                        let raw = Socket::raw_tcp(family)?;
                         raw.bind(SocketAddr::new(a, 0))
                             .map_err(|e| harness::sock::socket_step("bind raw socket", e))?;
                         raw.send_to(&segment, SocketAddr::new(b.ip(), 0), 0)?
@@ -418,7 +418,7 @@ impl Property for RstOnClosedPort {
         }
         if let Some(outcome) = observed.connect {
             findings.check(
-                outcome == ConnectOutcome::Done(Err(harness::sock::Errno(libc::ECONNREFUSED))),
+                outcome == ConnectOutcome::Done(Err(harness::sock::Errno::ECONNREFUSED)),
                 || {
                     Violation::new(
                         "RFC 9293 §3.10.7.3 (RST in SYN-SENT: connection refused); POSIX connect",

@@ -16,6 +16,7 @@ use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
 use harness::sock::{Errno, Family, Socket};
+use harness::sockopt::RecvFlags;
 use harness::trace::Trace;
 use harness::wire::reassembly::{udp_datagrams, Incomplete, UdpDatagram};
 use harness::wire::{ChecksumStatus, Network, Transport};
@@ -175,7 +176,8 @@ impl Property for PortUnreachable {
                         // POLLERR once the ICMP error is queued; then a recv() reports it (and clears it).
                         let pending = s.poll(0, ERROR_WAIT) != 0;
                         recv_after.push(
-                            pending.then(|| s.recv_now(64, libc::MSG_DONTWAIT).map(|r| r.returned)),
+                            pending
+                                .then(|| s.recv_with(64, RecvFlags::DONTWAIT).map(|r| r.returned)),
                         );
                     }
                 }
@@ -410,7 +412,7 @@ impl Property for PortUnreachable {
             // A connected socket may see the previous datagram's error on this send instead of on recv.
             let ok = match sent {
                 Ok(n) => *n == case.sizes[i] as usize,
-                Err(e) => case.connected && e.0 == libc::ECONNREFUSED,
+                Err(e) => case.connected && *e == Errno::ECONNREFUSED,
             };
             findings.check(ok, || {
                 Violation::new("POSIX send", format!("send of datagram {} failed", i + 1))
@@ -428,7 +430,7 @@ impl Property for PortUnreachable {
                 if !answered[i] {
                     continue;
                 }
-                let ok = matches!(after, Some(Err(e)) if e.0 == libc::ECONNREFUSED);
+                let ok = matches!(after, Some(Err(Errno::ECONNREFUSED)));
                 findings.check(ok, || {
                     Violation::new(
                         "RFC 1122 §4.1.3.3 (UDP passes ICMP errors to the application); Linux connected UDP",
@@ -525,61 +527,15 @@ const RECV_WAIT: Duration = Duration::from_millis(1000);
 
 /// Pins the calling (host) thread to the CPU it is running on (see the module doc: veth order).
 fn pin_to_current_cpu() {
-    // SAFETY: sched_getcpu has no arguments; cpu_set_t is plain data; affinity of the calling thread only.
-    unsafe {
-        let cpu = libc::sched_getcpu();
-        if cpu >= 0 {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu as usize, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        }
+    if let Some(cpu) = harness::cpu::current_cpu() {
+        // Best effort, as before: an unpinned sender only loses the ordering guarantee.
+        let _ = harness::cpu::pin_current_thread_to_cpu(cpu);
     }
 }
 
-/// SO_RCVTIMEO: bounds a blocking receive.
-fn set_recv_timeout(s: &Socket, timeout: Duration) -> Result<(), HarnessError> {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: tv is a live timeval for the call.
-    let r = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(s),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const libc::timeval as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(harness::sock::socket_step("SO_RCVTIMEO", Errno::last()));
-    }
-    Ok(())
-}
-
-/// linux/sock_diag.h: SO_MEMINFO returns `u32 meminfo[SK_MEMINFO_VARS]`; index 0 is sk_rmem_alloc (bytes of
-/// truesize charged to the receive queue).
-const SO_MEMINFO: i32 = 55;
-const SK_MEMINFO_RMEM_ALLOC: usize = 0;
-
-fn meminfo(s: &Socket) -> Result<[u32; 16], HarnessError> {
-    let mut v = [0u32; 16];
-    let mut len = std::mem::size_of_val(&v) as libc::socklen_t;
-    // SAFETY: v/len describe a valid buffer.
-    let r = unsafe {
-        libc::getsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(s),
-            libc::SOL_SOCKET,
-            SO_MEMINFO,
-            v.as_mut_ptr() as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return Err(harness::sock::socket_step("SO_MEMINFO", Errno::last()));
-    }
-    Ok(v)
+/// SO_MEMINFO sk_rmem_alloc: bytes of truesize charged to the socket's receive queue.
+fn rmem_alloc(s: &Socket) -> Result<u32, HarnessError> {
+    s.rmem_alloc().map_err(sock_step("SO_MEMINFO"))
 }
 
 fn sock_step(what: &'static str) -> impl Fn(Errno) -> HarnessError {
@@ -774,15 +730,13 @@ fn bind_socket(
 ) -> Result<(Socket, Result<(), Errno>), HarnessError> {
     let s = Socket::udp(spec.family)?;
     if spec.reuseaddr {
-        s.set_int_opt(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
-            .map_err(sock_step("SO_REUSEADDR"))?;
+        s.set_reuse_addr(true).map_err(sock_step("SO_REUSEADDR"))?;
     }
     if spec.reuseport {
-        s.set_int_opt(libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
-            .map_err(sock_step("SO_REUSEPORT"))?;
+        s.set_reuse_port(true).map_err(sock_step("SO_REUSEPORT"))?;
     }
     if spec.family == Family::Ipv6 {
-        s.set_int_opt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, spec.v6only as i32)
+        s.set_v6only(spec.v6only)
             .map_err(sock_step("IPV6_V6ONLY"))?;
     }
     let r = s.bind(SocketAddr::new(spec.ip(host), port));
@@ -793,10 +747,7 @@ fn bind_socket(
 fn take_from_any(sockets: &[&Socket], wait: Duration) -> Vec<bool> {
     let deadline = std::time::Instant::now() + wait;
     loop {
-        if sockets
-            .iter()
-            .any(|s| s.poll(libc::POLLIN, Duration::ZERO) != 0)
-        {
+        if sockets.iter().any(|s| s.poll_readable(Duration::ZERO)) {
             break;
         }
         if std::time::Instant::now() > deadline {
@@ -808,7 +759,7 @@ fn take_from_any(sockets: &[&Socket], wait: Duration) -> Vec<bool> {
     std::thread::sleep(Duration::from_millis(2));
     sockets
         .iter()
-        .map(|s| s.recv_now(64, libc::MSG_DONTWAIT).is_ok())
+        .map(|s| s.recv_with(64, RecvFlags::DONTWAIT).is_ok())
         .collect()
 }
 
@@ -952,7 +903,7 @@ impl Property for BindPerHost {
         let conflict = bind_conflicts(&case.first, &case.second);
         let second_ok = match observed.second_bind {
             Ok(()) => !conflict,
-            Err(e) => conflict && e.0 == libc::EADDRINUSE,
+            Err(e) => conflict && e == Errno::EADDRINUSE,
         };
         findings.check(second_ok, || {
             Violation::new(
@@ -1225,7 +1176,7 @@ impl Property for WireHeader {
             .host(Host::B)
             .run(move || -> Result<Socket, HarnessError> {
                 let s = Socket::udp(family)?;
-                s.set_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, ROOMY_RCVBUF)
+                s.set_rcvbuf_force(ROOMY_RCVBUF)
                     .map_err(sock_step("SO_RCVBUFFORCE"))?;
                 s.bind(b).map_err(sock_step("bind"))?;
                 Ok(s)
@@ -1239,7 +1190,7 @@ impl Property for WireHeader {
                 pin_to_current_cpu();
                 let s = Socket::udp(family)?;
                 if no_check {
-                    s.set_int_opt(libc::SOL_SOCKET, libc::SO_NO_CHECK, 1)
+                    s.set_udp_no_checksum(true)
                         .map_err(sock_step("SO_NO_CHECK"))?;
                 }
                 s.bind(a).map_err(sock_step("bind"))?;
@@ -1473,7 +1424,7 @@ fn datagram_pair(
         .host(Host::B)
         .run(move || -> Result<Socket, HarnessError> {
             let s = Socket::udp(family)?;
-            s.set_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, ROOMY_RCVBUF)
+            s.set_rcvbuf_force(ROOMY_RCVBUF)
                 .map_err(sock_step("SO_RCVBUFFORCE"))?;
             s.bind(b).map_err(sock_step("bind"))?;
             Ok(s)
@@ -1669,7 +1620,9 @@ impl Property for RecvBoundaries {
                 .host(Host::B)
                 .submit(move || -> Result<_, HarnessError> {
                     // A safety bound only: the send follows within 20 ms.
-                    set_recv_timeout(&receiver, Duration::from_secs(3))?;
+                    receiver
+                        .set_recv_timeout(Duration::from_secs(3))
+                        .map_err(sock_step("SO_RCVTIMEO"))?;
                     let posted = harness::capture::realtime_ns();
                     let _ = tx.send(());
                     let r = receiver.recv_now(buf, 0);
@@ -1721,7 +1674,7 @@ impl Property for RecvBoundaries {
         let leftover = env
             .lab
             .host(Host::B)
-            .run(move || receiver.recv_now(65_536, libc::MSG_DONTWAIT))?;
+            .run(move || receiver.recv_with(65_536, RecvFlags::DONTWAIT))?;
         drop(sender);
         Ok(BoundariesObserved {
             a,
@@ -1817,21 +1770,18 @@ impl Property for RecvBoundaries {
             });
             findings.note("a receive posted before the send blocked and returned it");
         }
-        findings.check(
-            matches!(observed.leftover, Err(e) if e.0 == libc::EAGAIN),
-            || {
-                Violation::new(
-                    "POSIX recvmsg",
-                    "a receive after every datagram was read still returned data",
-                )
-                .field("recvmsg(MSG_DONTWAIT) at the end")
-                .expected("EAGAIN")
-                .actual(match &observed.leftover {
-                    Ok(r) => format!("{} bytes", r.returned),
-                    Err(e) => e.name(),
-                })
-            },
-        );
+        findings.check(matches!(observed.leftover, Err(Errno::EAGAIN)), || {
+            Violation::new(
+                "POSIX recvmsg",
+                "a receive after every datagram was read still returned data",
+            )
+            .field("recvmsg(MSG_DONTWAIT) at the end")
+            .expected("EAGAIN")
+            .actual(match &observed.leftover {
+                Ok(r) => format!("{} bytes", r.returned),
+                Err(e) => e.name(),
+            })
+        });
         findings.verdict()
     }
 }
@@ -1969,21 +1919,27 @@ impl Property for RecvTruncate {
         }
         let datagrams = case.datagrams.clone();
         let (calls, leftover) = env.lab.host(Host::B).run(move || {
-            let flags =
-                |c: &RecvCall| if c.msg_trunc { libc::MSG_TRUNC } else { 0 } | libc::MSG_DONTWAIT;
+            let flags = |c: &RecvCall| {
+                let trunc = if c.msg_trunc {
+                    RecvFlags::TRUNC
+                } else {
+                    RecvFlags::NONE
+                };
+                trunc | RecvFlags::DONTWAIT
+            };
             let calls: Vec<_> = datagrams
                 .iter()
                 .map(|d| {
-                    if receiver.poll(libc::POLLIN, RECV_WAIT) == 0 {
+                    if !receiver.poll_readable(RECV_WAIT) {
                         return (None, None);
                     }
                     let peek = d
                         .peek
-                        .map(|p| receiver.recv_now(p.buf, flags(&p) | libc::MSG_PEEK));
-                    (peek, Some(receiver.recv_now(d.read.buf, flags(&d.read))))
+                        .map(|p| receiver.recv_with(p.buf, flags(&p) | RecvFlags::PEEK));
+                    (peek, Some(receiver.recv_with(d.read.buf, flags(&d.read))))
                 })
                 .collect();
-            (calls, receiver.recv_now(65_536, libc::MSG_DONTWAIT))
+            (calls, receiver.recv_with(65_536, RecvFlags::DONTWAIT))
         })?;
         drop(sender);
         Ok(TruncateObserved {
@@ -2106,7 +2062,7 @@ impl Property for RecvTruncate {
                 truncated += 1;
             }
         }
-        findings.check(matches!(observed.leftover, Err(e) if e.0 == libc::EAGAIN), || {
+        findings.check(matches!(observed.leftover, Err(Errno::EAGAIN)), || {
             Violation::new("POSIX recvmsg", "after every datagram was read once, data was still queued: the rest of a truncated datagram was kept")
                 .field("recvmsg(MSG_DONTWAIT) at the end")
                 .expected("EAGAIN")
@@ -2470,15 +2426,12 @@ impl Property for RcvbufOverflow {
                 .host(Host::B)
                 .run(move || -> Result<_, HarnessError> {
                     let t = Socket::udp(family)?;
-                    t.set_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUF, rcvbuf)
-                        .map_err(sock_step("SO_RCVBUF"))?;
+                    t.set_rcvbuf(rcvbuf).map_err(sock_step("SO_RCVBUF"))?;
                     t.bind(SocketAddr::new(b_ip, port))
                         .map_err(sock_step("bind"))?;
-                    let effective = t
-                        .get_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUF)
-                        .map_err(sock_step("SO_RCVBUF"))?;
+                    let effective = t.rcvbuf().map_err(sock_step("SO_RCVBUF"))?;
                     let c = Socket::udp(family)?;
-                    c.set_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, ROOMY_RCVBUF)
+                    c.set_rcvbuf_force(ROOMY_RCVBUF)
                         .map_err(sock_step("SO_RCVBUFFORCE"))?;
                     c.bind(SocketAddr::new(b_ip, cal_port))
                         .map_err(sock_step("bind"))?;
@@ -2512,12 +2465,12 @@ impl Property for RcvbufOverflow {
             sender = s;
             r.map_err(sock_step("calibration send"))?;
             let (c, t) = env.lab.host(Host::B).run(move || -> Result<_, HarnessError> {
-                if cal.poll(libc::POLLIN, RECV_WAIT) == 0 {
+                if !cal.poll_readable(RECV_WAIT) {
                     return Err(HarnessError::Socket("calibration datagram never arrived".into()));
                 }
-                let t = meminfo(&cal)?[SK_MEMINFO_RMEM_ALLOC];
-                cal.recv_now(65_536, libc::MSG_DONTWAIT).map_err(sock_step("calibration recv"))?;
-                let left = meminfo(&cal)?[SK_MEMINFO_RMEM_ALLOC];
+                let t = rmem_alloc(&cal)?;
+                cal.recv_with(65_536, RecvFlags::DONTWAIT).map_err(sock_step("calibration recv"))?;
+                let left = rmem_alloc(&cal)?;
                 if left != 0 {
                     return Err(HarnessError::Socket(format!("calibration socket kept {left} bytes charged after its only datagram was read")));
                 }
@@ -2538,7 +2491,7 @@ impl Property for RcvbufOverflow {
             let rmem_before = env.lab.host(Host::B).run({
                 let t = test;
                 move || -> Result<_, HarnessError> {
-                    let m = meminfo(&t)?[SK_MEMINFO_RMEM_ALLOC];
+                    let m = rmem_alloc(&t)?;
                     let e = harness::counters::udp_counters(family)?.rcvbuf_errors;
                     Ok((t, m, e))
                 }
@@ -2559,7 +2512,7 @@ impl Property for RcvbufOverflow {
                 .run(move || -> Result<_, HarnessError> {
                     let deadline = std::time::Instant::now() + FATE_WAIT;
                     loop {
-                        let m = meminfo(&test)?[SK_MEMINFO_RMEM_ALLOC];
+                        let m = rmem_alloc(&test)?;
                         let e = harness::counters::udp_counters(family)?.rcvbuf_errors;
                         if m != rmem_before
                             || e != errors_before
@@ -2585,7 +2538,7 @@ impl Property for RcvbufOverflow {
             .run(move || -> Result<_, HarnessError> {
                 let after = harness::counters::udp_counters(family)?;
                 let mut read = Vec::new();
-                while let Ok(r) = test.recv_now(65_536, libc::MSG_DONTWAIT) {
+                while let Ok(r) = test.recv_with(65_536, RecvFlags::DONTWAIT) {
                     read.push(r);
                 }
                 Ok((after, read))
