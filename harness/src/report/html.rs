@@ -380,6 +380,30 @@ fn shorten(s: &str, max: usize) -> String {
     }
 }
 
+/// Words of `s` in lines of at most `width` characters, at most `max_lines` lines (the last one cut with …).
+fn wrap(s: &str, width: usize, max_lines: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in s.split_whitespace() {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    if lines.len() > max_lines {
+        lines.truncate(max_lines);
+        let last = lines.last_mut().expect("max_lines > 0");
+        *last = shorten(&format!("{last} …"), width);
+    }
+    lines.iter().map(|l| shorten(l, width)).collect()
+}
+
 fn ladder(h: &mut String, c: &CaseView) {
     let mut rows: Vec<Row> = c.frames.iter().map(Row::Frame).collect();
     if let Some(ops) = &c.ops {
@@ -440,14 +464,21 @@ fn ladder(h: &mut String, c: &CaseView) {
                 y += ROW;
                 if Some(f.number) == first_violating {
                     if let Some(v) = &c.violation {
-                        let _ = write!(
-                            body,
-                            "<g class=\"violation-note\"><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">▲ {}</text></g>",
-                            (X_A + X_B) / 2.0,
-                            y + 8.0,
-                            esc(&shorten(v, 110))
-                        );
-                        y += ROW * 0.8;
+                        // Wrapped between the two timelines, at most three lines (the full text is above).
+                        let lines = wrap(&format!("▲ {v}"), 78, 3);
+                        body.push_str("<g class=\"violation-note\">");
+                        for line in &lines {
+                            let _ = write!(
+                                body,
+                                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                                (X_A + X_B) / 2.0,
+                                y + 8.0,
+                                esc(line)
+                            );
+                            y += 16.0;
+                        }
+                        body.push_str("</g>");
+                        y += 6.0;
                     }
                 }
             }
@@ -994,6 +1025,15 @@ const JS: &str = r#"
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_violations_wrap_into_three_lines_at_most() {
+        let w = wrap(&"word ".repeat(100), 20, 3);
+        assert_eq!(w.len(), 3);
+        assert!(w.iter().all(|l| l.chars().count() <= 20), "{w:?}");
+        assert!(w[2].ends_with('…'), "{w:?}");
+        assert_eq!(wrap("a short one", 20, 3), vec!["a short one"]);
+    }
 
     #[test]
     fn escapes_markup() {
