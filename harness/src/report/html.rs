@@ -303,15 +303,19 @@ fn case_section(h: &mut String, i: usize, c: &CaseView) {
         esc(&text.to_lowercase())
     );
     let open = if c.status == "pass" { "" } else { " open" };
+    // A capture checked offline (`check`) has no case index, family or seed.
+    let which = if c.family.is_empty() {
+        String::new()
+    } else {
+        format!(" case {} ({}, seed {})", c.index, c.family, c.seed)
+    };
     let _ = writeln!(
         h,
-        "<details{open}><summary><span class=\"badge\">{}</span> <a id=\"p-{}\"></a><b>{}</b> case {} ({}, seed {}): {}</summary>",
+        "<details{open}><summary><span class=\"badge\">{}</span> <a id=\"p-{}\"></a><b>{}</b>{}: {}</summary>",
         esc(&c.status.to_uppercase()),
         esc(&c.property),
         esc(&c.property),
-        c.index,
-        esc(&c.family),
-        c.seed,
+        esc(&which),
         esc(&c.description)
     );
     if !c.detail.is_empty() {
