@@ -340,6 +340,7 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
             shrink_budget: Duration::ZERO,
             shrink_max_cases: 0,
             confirm_runs: 0,
+            html: false,
         };
         let t = Instant::now();
         let report = runner::run(&[prop], &opts, &|_| {});

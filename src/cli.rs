@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use harness::lab::{ExecCommand, LabConfig, SysctlSetting};
+use harness::report::Verbosity;
 use harness::runner::{self, CaseSpec, CaseStatus, DynProperty, Event, PcapPolicy, RunOptions};
 use harness::sock::Family;
 use harness::HarnessError;
@@ -23,6 +24,12 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Quiet: only failures and the footer.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Verbose: every note, and the notes of each passing case as it finishes.
+    #[arg(short, long, global = true)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -45,6 +52,9 @@ enum Command {
         /// Where to write the replay's pcapng.
         #[arg(long, default_value = "netconform-out")]
         out: PathBuf,
+        /// Also write a self-contained HTML report of the case (ladder diagram, time-sequence graph).
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Print the canonical trace of a pcap or pcapng file (roles by first talker: A, then B).
     Trace { file: PathBuf },
@@ -54,6 +64,9 @@ enum Command {
         /// Print the canonical trace too.
         #[arg(long)]
         trace: bool,
+        /// Also write a self-contained HTML report (ladder diagram, time-sequence graph, findings).
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Measure lab setup+teardown time and cases/s of each property (targets: see README).
     Bench(crate::bench::BenchArgs),
@@ -178,6 +191,10 @@ struct RunArgs {
     /// Write a JUnit XML report here.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Write a self-contained HTML report here (summary, filters, a ladder diagram and time-sequence graph
+    /// of every case that did not pass, or of every case with --pcap all).
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Time budget for shrinking one failing case, in seconds.
     #[arg(long, default_value_t = 30)]
     shrink_time: u64,
@@ -242,15 +259,22 @@ extern "C" fn on_interrupt(signal: libc::c_int) {
 
 pub fn main() -> Result<i32, HarnessError> {
     let cli = Cli::parse();
+    let verbosity = if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
     match cli.command {
         Command::List { json, markdown } => {
             list(json, markdown);
             Ok(0)
         }
-        Command::Run(args) => run(*args),
-        Command::Replay { file, out } => replay(file, out),
+        Command::Run(args) => run(*args, verbosity),
+        Command::Replay { file, out, html } => replay(file, out, html),
         Command::Trace { file } => trace(file),
-        Command::Check { file, trace } => check(file, trace),
+        Command::Check { file, trace, html } => check(file, trace, html),
         Command::Snapshot(args) => {
             harness::lab::privileges::check()?;
             crate::snapshots::check(&args)
@@ -335,7 +359,7 @@ fn select(args: &RunArgs) -> Result<Vec<&'static dyn DynProperty>, HarnessError>
         .collect())
 }
 
-fn run(args: RunArgs) -> Result<i32, HarnessError> {
+fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
     let props = select(&args)?;
     if args.cases == 0 {
         return Err(HarnessError::Usage("--cases must be at least 1".into()));
@@ -405,6 +429,7 @@ fn run(args: RunArgs) -> Result<i32, HarnessError> {
         shrink_budget: std::time::Duration::from_secs(args.shrink_time),
         shrink_max_cases: args.shrink_cases,
         confirm_runs: args.confirm,
+        html: args.html.is_some(),
     };
     let fault = args.model_fault.map(|f| match f {
         ModelFaultArg::WriteAfterShutdownSucceeds => {
@@ -422,14 +447,27 @@ fn run(args: RunArgs) -> Result<i32, HarnessError> {
             libc::signal(signal, on_interrupt as *const () as libc::sighandler_t);
         }
     }
-    eprintln!(
-        "netconform {}: {} properties × {} cases, seed {seed}, up to {} cases at once (repeat with --seed {seed})",
-        env!("CARGO_PKG_VERSION"),
-        props.len(),
-        args.cases,
-        args.jobs
-    );
-    let tty = std::io::stderr().is_terminal();
+    if verbosity > Verbosity::Quiet {
+        eprintln!(
+            "netconform {}: {} properties × {} cases, seed {seed}, up to {} cases at once (repeat with --seed {seed})",
+            env!("CARGO_PKG_VERSION"),
+            props.len(),
+            args.cases,
+            args.jobs
+        );
+    }
+    let tty = std::io::stderr().is_terminal() && verbosity > Verbosity::Quiet;
+    // Without a terminal, progress is one line per finished suite: (suite, cases left, cases not passing).
+    let per_case = args.cases;
+    let suite_progress: Mutex<Vec<(String, u64, u64)>> = Mutex::new(Vec::new());
+    for p in &props {
+        let mut sp = suite_progress.lock().unwrap();
+        let suite = p.info().suite;
+        match sp.iter_mut().find(|(s, _, _)| s == suite) {
+            Some(e) => e.1 += per_case,
+            None => sp.push((suite.to_string(), per_case, 0)),
+        }
+    }
     let multi = MultiProgress::new();
     let idw = props.iter().map(|p| p.info().id.len()).max().unwrap_or(8);
     let style = ProgressStyle::with_template(&format!(
@@ -467,8 +505,44 @@ fn run(args: RunArgs) -> Result<i32, HarnessError> {
                 bar.inc(1);
                 if c.0 == args.cases {
                     bar.finish();
-                    if !tty {
-                        eprintln!("  {property}: {} cases done, {} not passing", c.0, c.1);
+                }
+            }
+            if verbosity == Verbosity::Verbose {
+                if let CaseStatus::Pass { notes } = &run.status {
+                    let line = format!(
+                        "  pass {property} case {} ({}): {}",
+                        run.spec.index,
+                        run.spec.family.name(),
+                        if notes.is_empty() {
+                            "no notes".to_string()
+                        } else {
+                            notes.join("; ")
+                        }
+                    );
+                    if tty {
+                        multi.suspend(|| eprintln!("{line}"));
+                    } else {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+            if !tty && verbosity > Verbosity::Quiet {
+                let suite = props
+                    .iter()
+                    .find(|p| p.info().id == property)
+                    .map(|p| p.info().suite)
+                    .unwrap_or("");
+                let mut sp = suite_progress.lock().unwrap();
+                if let Some(e) = sp.iter_mut().find(|(s, _, _)| s == suite) {
+                    e.1 = e.1.saturating_sub(1);
+                    if !matches!(
+                        run.status,
+                        CaseStatus::Pass { .. } | CaseStatus::Skip { .. }
+                    ) {
+                        e.2 += 1;
+                    }
+                    if e.1 == 0 {
+                        eprintln!("  suite {suite} done, {} case(s) not passing", e.2);
                     }
                 }
             }
@@ -478,7 +552,19 @@ fn run(args: RunArgs) -> Result<i32, HarnessError> {
     for (_, bar, _) in &bars {
         bar.finish_and_clear();
     }
-    println!("{}", harness::report::summary(&report));
+    println!("{}", harness::report::summary_with(&report, verbosity));
+    if let Some(path) = &args.html {
+        let cmd: Vec<String> = std::env::args().collect();
+        harness::report::html::write_run(
+            &report,
+            &cmd.join(" "),
+            opts.pcap == PcapPolicy::All,
+            path,
+        )?;
+        if verbosity > Verbosity::Quiet {
+            eprintln!("html report: {}", path.display());
+        }
+    }
     if let Some(path) = &args.json {
         harness::report::write_json(&report, path)?;
     }
@@ -505,7 +591,7 @@ fn run(args: RunArgs) -> Result<i32, HarnessError> {
     Ok(code)
 }
 
-fn replay(file: PathBuf, out: PathBuf) -> Result<i32, HarnessError> {
+fn replay(file: PathBuf, out: PathBuf, html: Option<PathBuf>) -> Result<i32, HarnessError> {
     let text =
         std::fs::read_to_string(&file).map_err(|e| HarnessError::output(file.display(), e))?;
     let spec: CaseSpec = serde_json::from_str(&text).map_err(|e| {
@@ -535,7 +621,18 @@ fn replay(file: PathBuf, out: PathBuf) -> Result<i32, HarnessError> {
         run.description
     );
     println!("\n{}", run.trace_text);
-    let (_, pcap_path) = runner::write_case_outputs(&out, &run)?;
+    let (case_path, pcap_path) = runner::write_case_outputs(&out, &run)?;
+    if let Some(path) = &html {
+        let mut view =
+            harness::report::view::view_of_run(&run, Some(&(case_path, pcap_path.clone())));
+        view.suite = prop.info().suite.to_string();
+        harness::report::html::write_cases(
+            &format!("netconform replay — {} case {}", spec.property, spec.index),
+            vec![("case file".into(), file.display().to_string())],
+            vec![view],
+            path,
+        )?;
+    }
     match &run.status {
         CaseStatus::Pass { notes } => {
             println!(
@@ -571,7 +668,7 @@ fn trace(file: PathBuf) -> Result<i32, HarnessError> {
 
 /// Offline check: the TCP invariants over every conversation of a capture. Frames from the first talker's
 /// host are not assumed to be in send order (the capture point is unknown), so only order-free rules apply.
-fn check(file: PathBuf, show_trace: bool) -> Result<i32, HarnessError> {
+fn check(file: PathBuf, show_trace: bool, html: Option<PathBuf>) -> Result<i32, HarnessError> {
     let records = harness::pcapng::read_capture(&file)
         .map_err(|e| HarnessError::Usage(format!("{}: {e}", file.display())))?;
     let frames: Vec<harness::frame::Frame> = records.into_iter().map(|r| r.frame).collect();
@@ -600,6 +697,37 @@ fn check(file: PathBuf, show_trace: bool) -> Result<i32, HarnessError> {
     for (id, mut v) in findings.iter().cloned() {
         v.context = harness::runner::context_lines(&trace, &v.frames);
         println!("\nFAIL {id}: {v}");
+    }
+    if let Some(path) = &html {
+        // One drawing of the capture; its first finding is highlighted, every finding is listed.
+        let first = findings.first().map(|(id, v)| {
+            let mut v = v.clone();
+            v.summary = format!("[invariant {id}] {}", v.summary);
+            v
+        });
+        let detail: Vec<String> = findings
+            .iter()
+            .map(|(id, v)| format!("{id}: {v}"))
+            .collect();
+        let meta = harness::report::view::CaseMeta {
+            property: "check".into(),
+            suite: "check".into(),
+            description: format!(
+                "{} — the TCP invariants over every conversation",
+                file.display()
+            ),
+            status: if findings.is_empty() { "pass" } else { "fail" }.into(),
+            detail: detail.join("\n\n"),
+            pcap: Some(file.display().to_string()),
+            ..Default::default()
+        };
+        let view = harness::report::view::CaseView::build(meta, &trace, first.as_ref(), None);
+        harness::report::html::write_cases(
+            &format!("netconform check — {}", file.display()),
+            vec![("capture".into(), file.display().to_string())],
+            vec![view],
+            path,
+        )?;
     }
     Ok(if findings.is_empty() { 0 } else { 1 })
 }

@@ -317,6 +317,7 @@ fn relay_seeds_are_per_case_and_replay_reproduces_the_drops() {
         shrink_budget: Duration::ZERO,
         shrink_max_cases: 0,
         confirm_runs: 0,
+        html: false,
     };
     let runs: Mutex<Vec<CaseRun>> = Mutex::new(Vec::new());
     runner::run(&[prop], &opts, &|e| match e {

@@ -277,6 +277,7 @@ pub fn run_program(
     let nseg = segs_a.len().max(segs_b.len());
     let sync = SyncPoint::new();
     let start = Instant::now();
+    let start_wall_ns = crate::capture::realtime_ns();
     let mut pending = Vec::new();
     for (host, segs) in [(Host::A, segs_a), (Host::B, segs_b)] {
         let sync = sync.clone();
@@ -318,7 +319,57 @@ pub fn run_program(
         all.extend(outcomes);
         sockets.push(socks);
     }
+    record_ops(start_wall_ns, &all);
     Ok((all, sockets))
+}
+
+/// One executed op placed on the capture's clock, for drawings (the HTML report's ladder margins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpMark {
+    pub host: Host,
+    /// When the op started, nanoseconds since the Unix epoch (CLOCK_REALTIME, like frame timestamps).
+    pub wall_ns: u64,
+    /// `connect(s0, 5001) -> ECONNREFUSED`.
+    pub text: String,
+}
+
+thread_local! {
+    /// The ops [`run_program`] ran on this thread since [`start_recording_ops`], when recording.
+    static RECORDED_OPS: std::cell::RefCell<Option<Vec<OpMark>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Starts recording the ops every [`run_program`] called on this thread runs (the runner does this around
+/// a property's `execute`, which runs on the worker's thread).
+pub fn start_recording_ops() {
+    RECORDED_OPS.with(|r| *r.borrow_mut() = Some(Vec::new()));
+}
+
+/// The ops recorded since [`start_recording_ops`], in time order; recording stops. `None`: no program ran
+/// through [`run_program`] (the property drove its sockets another way, so op times are not known).
+pub fn take_recorded_ops() -> Option<Vec<OpMark>> {
+    let mut ops = RECORDED_OPS.with(|r| r.borrow_mut().take())?;
+    if ops.is_empty() {
+        return None;
+    }
+    ops.sort_by_key(|o| o.wall_ns);
+    Some(ops)
+}
+
+fn record_ops(start_wall_ns: u64, outcomes: &[OpOutcome]) {
+    RECORDED_OPS.with(|r| {
+        if let Some(list) = r.borrow_mut().as_mut() {
+            list.extend(
+                outcomes
+                    .iter()
+                    .filter(|o| o.op != Op::Sync)
+                    .map(|o| OpMark {
+                        host: o.host,
+                        wall_ns: start_wall_ns + o.t_ns,
+                        text: format!("{} -> {}", o.op.render(), o.result.render()),
+                    }),
+            );
+        }
+    });
 }
 
 struct HostExec {

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::realtime_ns;
 use crate::error::HarnessError;
 use crate::frame::{Frame, Host};
 use crate::invariants::InvariantContext;
 use crate::lab::{host_addr, Lab, LabConfig};
 use crate::property::{case_rng, case_seed, CaseEnv, Property, PropertyInfo, Verdict};
+use crate::record::realtime_ns;
 use crate::schedule::{Admission, CpuGate};
 use crate::sock::Family;
 use crate::trace::{HostAddrs, Trace};
@@ -80,6 +80,10 @@ pub struct CaseRun {
     pub frames: Vec<Frame>,
     pub trace_text: String,
     pub duration: Duration,
+    /// What the HTML report needs besides the frames (kept only until outputs are written).
+    pub drawing: crate::report::view::DrawInputs,
+    /// The case drawn for the HTML report, when the run asked for it and the case is drawn.
+    pub view: Option<Box<crate::report::view::CaseView>>,
 }
 
 /// A property with its case and observation types erased.
@@ -136,6 +140,8 @@ impl<P: Property> DynProperty for P {
             frames: Vec::new(),
             trace_text: String::new(),
             duration: Duration::ZERO,
+            drawing: Default::default(),
+            view: None,
         };
         let case: P::Case = match serde_json::from_value(spec.case.clone()) {
             Ok(c) => c,
@@ -151,10 +157,11 @@ impl<P: Property> DynProperty for P {
             execute_and_check(self, &case, spec, gate)
         }));
         match outcome {
-            Ok(Ok((status, frames, trace_text))) => {
+            Ok(Ok((status, frames, trace_text, drawing))) => {
                 run.status = status;
                 run.frames = frames;
                 run.trace_text = trace_text;
+                run.drawing = drawing;
             }
             Ok(Err(e)) => {
                 run.status = CaseStatus::Error {
@@ -193,7 +200,15 @@ fn execute_and_check<P: Property>(
     case: &P::Case,
     spec: &CaseSpec,
     gate: &CpuGate,
-) -> Result<(CaseStatus, Vec<Frame>, String), HarnessError> {
+) -> Result<
+    (
+        CaseStatus,
+        Vec<Frame>,
+        String,
+        crate::report::view::DrawInputs,
+    ),
+    HarnessError,
+> {
     let mut config = spec.lab.clone();
     let extra = prop.lab_config(case);
     config.sysctls.extend(extra.sysctls);
@@ -215,7 +230,10 @@ fn execute_and_check<P: Property>(
         family: spec.family,
         seed: spec.seed,
     };
-    let observed = prop.execute(case, &env)?;
+    crate::exec::start_recording_ops();
+    let observed = prop.execute(case, &env);
+    let ops = crate::exec::take_recorded_ops();
+    let observed = observed?;
     // Answers still in flight need the link's round trip on top of the property's own settle time.
     let link_rtt = match &config.link {
         crate::link::LinkSpec::Veth | crate::link::LinkSpec::Peer => Duration::ZERO,
@@ -233,6 +251,11 @@ fn execute_and_check<P: Property>(
     let mut trace = Trace::build(&captured.frames, &lab_host_addrs(), Some(start_ns));
     trace.link_events = captured.link_events.clone();
     let trace_text = trace.render();
+    let drawing = crate::report::view::DrawInputs {
+        start_ns,
+        link_events: captured.link_events.clone(),
+        ops,
+    };
     if captured.drops > 0 {
         return Ok((
             CaseStatus::Invalid {
@@ -243,6 +266,7 @@ fn execute_and_check<P: Property>(
             },
             captured.frames,
             trace_text,
+            drawing,
         ));
     }
     let mut verdict = prop.check(case, &observed, &trace);
@@ -267,7 +291,7 @@ fn execute_and_check<P: Property>(
         Verdict::Skip { reason } => CaseStatus::Skip { reason },
         Verdict::Invalid { reason } => CaseStatus::Invalid { reason },
     };
-    Ok((status, captured.frames, trace_text))
+    Ok((status, captured.frames, trace_text, drawing))
 }
 
 /// Canonical lines around the frames a violation names (three before, three after), or the whole trace
@@ -388,6 +412,8 @@ pub struct RunOptions {
     pub shrink_max_cases: usize,
     /// Re-runs of a shrunk case to classify it confirmed or flaky.
     pub confirm_runs: usize,
+    /// Build the HTML report's drawing of every case that is drawn (see [`crate::report::view`]).
+    pub html: bool,
 }
 
 impl RunOptions {
@@ -468,6 +494,9 @@ pub struct RunReport {
     pub peak_jobs: usize,
     pub interrupted: bool,
     pub properties: Vec<PropertyResult>,
+    /// The drawn cases of the HTML report (only with [`RunOptions::html`]), in property and case order.
+    #[serde(skip)]
+    pub views: Vec<crate::report::view::CaseView>,
 }
 
 impl RunReport {
@@ -617,6 +646,12 @@ pub fn run(
                     Err(e) => write_error = Some(e.to_string()),
                 }
             }
+            if opts.html && (!passed || opts.pcap == PcapPolicy::All) {
+                run.view = Some(Box::new(crate::report::view::view_of_run(
+                    &run,
+                    files.as_ref(),
+                )));
+            }
             run.frames = Vec::new();
             admission.leave();
             if done_tx.send((p, run, files, write_error, shrink)).is_err() {
@@ -626,6 +661,7 @@ pub fn run(
     }
     drop(done_tx);
     let mut finished = 0;
+    let mut views = Vec::new();
     let mut grace_until: Option<Instant> = None;
     while finished < total {
         let received = match grace_until {
@@ -647,7 +683,10 @@ pub fn run(
             },
         };
         finished += 1;
-        let (p, run, files, write_error, shrink) = received;
+        let (p, mut run, files, write_error, shrink) = received;
+        if let Some(view) = run.view.take() {
+            views.push((p, *view));
+        }
         record(&mut results[p], &run, files, write_error, shrink);
         on_event(Event::CaseDone {
             property: props[p].info().id,
@@ -667,6 +706,10 @@ pub fn run(
         peak_jobs: admission.peak(),
         interrupted: INTERRUPTED.load(Ordering::Relaxed),
         properties: results,
+        views: {
+            views.sort_by_key(|(p, v)| (*p, v.index));
+            views.into_iter().map(|(_, v)| v).collect()
+        },
     }
 }
 

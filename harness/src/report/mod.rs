@@ -1,6 +1,12 @@
-//! Reports of a run: the terminal summary, JSON, JUnit XML.
+//! Reports of a run: the terminal summary, JSON, JUnit XML, and the HTML report ([`html`]).
 //!
-//! The report never re-runs anything: it renders a [`RunReport`].
+//! The report never re-runs anything: it renders a [`RunReport`]. Terminal verbosity: the default prints the
+//! summary table, one line of aggregated notes per property ([`notes`]), the failures and the footer;
+//! `-q` only the failures and the footer; `-v` every distinct note (and the CLI prints per-case notes).
+
+pub mod html;
+pub mod notes;
+pub mod view;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,9 +16,31 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use crate::error::HarnessError;
 use crate::runner::{CaseStatus, RunReport};
 
+/// How much the terminal report says (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
 /// The summary table printed at the end of a run, then the details of every case that did not pass.
 pub fn summary(report: &RunReport) -> String {
+    summary_with(report, Verbosity::Normal)
+}
+
+/// [`summary`] at a verbosity. Failure blocks are the same at every verbosity.
+pub fn summary_with(report: &RunReport, verbosity: Verbosity) -> String {
     let mut s = String::new();
+    if verbosity > Verbosity::Quiet {
+        table(&mut s, report, verbosity);
+    }
+    failures(&mut s, report);
+    footer(&mut s, report);
+    s
+}
+
+fn table(s: &mut String, report: &RunReport, verbosity: Verbosity) {
     let idw = report
         .properties
         .iter()
@@ -22,13 +50,13 @@ pub fn summary(report: &RunReport) -> String {
         .max(8);
     let _ = writeln!(
         s,
-        "{:<idw$}  {:<14}  {:>5} {:>5} {:>5} {:>7} {:>5}  {:>8}  status",
-        "property", "suite", "pass", "fail", "skip", "invalid", "error", "time"
+        "{:<idw$}  {:<14}  {:>5} {:>5} {:>5} {:>7} {:>5}  {:>17}  status",
+        "property", "suite", "pass", "fail", "skip", "invalid", "error", "case time, summed"
     );
     for p in &report.properties {
         let _ = writeln!(
             s,
-            "{:<idw$}  {:<14}  {:>5} {:>5} {:>5} {:>7} {:>5}  {:>7.2}s  {}",
+            "{:<idw$}  {:<14}  {:>5} {:>5} {:>5} {:>7} {:>5}  {:>16.2}s  {}",
             p.id,
             p.suite,
             p.pass,
@@ -41,10 +69,25 @@ pub fn summary(report: &RunReport) -> String {
         );
     }
     for p in &report.properties {
-        for (note, count) in &p.notes {
-            let _ = writeln!(s, "  note {}: {note} ×{count}", p.id);
+        if p.notes.is_empty() {
+            continue;
+        }
+        if verbosity == Verbosity::Verbose {
+            for (note, count) in &p.notes {
+                let _ = writeln!(s, "  note {}: {note} ×{count}", p.id);
+            }
+        } else {
+            let _ = writeln!(
+                s,
+                "  notes {}: {}",
+                p.id,
+                notes::aggregate(&p.notes).join("; ")
+            );
         }
     }
+}
+
+fn failures(s: &mut String, report: &RunReport) {
     for p in &report.properties {
         for c in p.problems.iter().take(5) {
             let _ = writeln!(
@@ -98,6 +141,9 @@ pub fn summary(report: &RunReport) -> String {
             );
         }
     }
+}
+
+fn footer(s: &mut String, report: &RunReport) {
     let total: u64 = report
         .properties
         .iter()
@@ -105,10 +151,11 @@ pub fn summary(report: &RunReport) -> String {
         .sum();
     let _ = writeln!(
         s,
-        "\n{} cases of {} properties in {:.2}s, seed {}{}",
+        "\n{} cases of {} properties in {:.2}s wall (up to {} at once), seed {}{}",
         total,
         report.properties.len(),
         report.duration_ms as f64 / 1000.0,
+        report.peak_jobs,
         report.seed,
         if report.interrupted {
             " — INTERRUPTED (partial results)"
@@ -116,7 +163,6 @@ pub fn summary(report: &RunReport) -> String {
             ""
         }
     );
-    s
 }
 
 pub fn write_json(report: &RunReport, path: &Path) -> Result<(), HarnessError> {

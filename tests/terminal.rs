@@ -1,0 +1,84 @@
+//! What a run prints: a passing default-shaped run stays short (progress, the summary table, one line of
+//! aggregated notes per property, the footer), `-q` prints only failures and the footer, `-v` the notes of
+//! each case.
+
+mod common;
+
+use common::{netconform, out_dir, text};
+
+#[test]
+fn a_passing_run_of_every_property_prints_under_60_lines() {
+    let dir = out_dir("terminal-default");
+    let out = netconform(&[
+        "run",
+        "--cases",
+        "2",
+        "--seed",
+        "11",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let list = netconform(&["list", "--json"]);
+    let props: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+    // Every listed property but the four invariants (checked inside every TCP case) has a table row.
+    let ids: Vec<&str> = props
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .filter(|id| {
+            t.lines()
+                .any(|l| l.starts_with(&format!("{id} ")) && l.ends_with("PASS"))
+        })
+        .collect();
+    assert_eq!(ids.len(), props.len() - 4, "{t}");
+    let lines = t.lines().count();
+    eprintln!("a passing run of every property printed {lines} lines");
+    assert!(lines < 60, "{lines} lines:\n{t}");
+    assert!(!t.contains("  note "), "no per-note lines by default:\n{t}");
+    assert!(t.contains("case time, summed"), "{t}");
+    assert!(t.contains("at once), seed 11"), "{t}");
+    // The notes of the two cases of tcp.flow.window_bound are one line.
+    assert_eq!(
+        t.lines()
+            .filter(|l| l.contains("tcp.flow.window_bound:"))
+            .count(),
+        1,
+        "{t}"
+    );
+}
+
+#[test]
+fn quiet_prints_the_footer_and_verbose_every_case() {
+    let dir = out_dir("terminal-quiet");
+    let args = |v: &'static str| {
+        vec![
+            "run",
+            "--suite",
+            "udp",
+            "--cases",
+            "2",
+            "--seed",
+            "3",
+            "--out",
+            dir.to_str().unwrap(),
+            v,
+        ]
+    };
+    let quiet = netconform(&args("-q"));
+    let t = text(&quiet);
+    assert_eq!(quiet.status.code(), Some(0), "{t}");
+    assert!(!t.contains("case time, summed"), "no table with -q:\n{t}");
+    assert_eq!(t.trim().lines().count(), 1, "only the footer:\n{t}");
+    assert!(t.contains("16 cases of 8 properties"), "{t}");
+
+    let verbose = netconform(&args("-v"));
+    let t = text(&verbose);
+    assert_eq!(verbose.status.code(), Some(0), "{t}");
+    assert_eq!(
+        t.lines().filter(|l| l.starts_with("  pass udp.")).count(),
+        16,
+        "one line per passing case:\n{t}"
+    );
+    assert!(t.contains("  note udp."), "every distinct note:\n{t}");
+}
