@@ -559,10 +559,11 @@ pub fn run(
 ) -> RunReport {
     let started = Instant::now();
     let mut queue = VecDeque::new();
-    for (p, prop) in properties.iter().enumerate() {
-        let id = prop.info().id;
-        for index in 0..opts.cases {
-            let seed = case_seed(opts.seed, id, index);
+    // Round robin over the properties (case 0 of each, then case 1 of each, …): the slow ones — waiting on
+    // 200 ms probe timers or a 40 ms relay — start at once instead of forming the run's tail.
+    for index in 0..opts.cases {
+        for (p, prop) in properties.iter().enumerate() {
+            let seed = case_seed(opts.seed, prop.info().id, index);
             let family = opts.families[(index as usize) % opts.families.len()];
             queue.push_back((p, index, seed, family));
         }
