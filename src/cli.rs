@@ -623,8 +623,7 @@ fn replay(file: PathBuf, out: PathBuf, html: Option<PathBuf>) -> Result<i32, Har
     println!("\n{}", run.trace_text);
     let (case_path, pcap_path) = runner::write_case_outputs(&out, &run)?;
     if let Some(path) = &html {
-        let mut view =
-            harness::report::view::view_of_run(&run, Some(&(case_path, pcap_path.clone())));
+        let mut view = harness::runner::view_of_run(&run, Some(&(case_path, pcap_path.clone())));
         view.suite = prop.info().suite.to_string();
         harness::report::html::write_cases(
             &format!("netconform replay — {} case {}", spec.property, spec.index),

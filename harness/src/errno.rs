@@ -1,10 +1,32 @@
 //! errno values named as Linux names them (`ECONNREFUSED`), so outcomes and violations read like man pages.
 //!
 //! One list gives both the names ([`errno_name`]) and the constants properties compare outcomes with
-//! ([`Errno::ECONNREFUSED`](crate::sock::Errno::ECONNREFUSED) …), so a property never needs libc to say which
+//! ([`Errno::ECONNREFUSED`](Errno::ECONNREFUSED) …), so a property never needs libc to say which
 //! errno it expects.
 
-use crate::sock::Errno;
+/// An errno value observed from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub fn last() -> Self {
+        Errno(last_errno())
+    }
+    /// The errno an `io::Error` from a system call carries (EIO if it carries none, which socket2's
+    /// system-call wrappers never do).
+    pub fn of(e: &std::io::Error) -> Self {
+        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+    pub fn name(self) -> String {
+        errno_name(self.0)
+    }
+}
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
 
 /// Defines `Errno::<NAME>` for every listed name and the table [`errno_name`] reads.
 macro_rules! named_errnos {

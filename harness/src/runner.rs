@@ -648,10 +648,7 @@ pub fn run(
                 }
             }
             if opts.html && (!passed || opts.pcap == PcapPolicy::All) {
-                run.view = Some(Box::new(crate::report::view::view_of_run(
-                    &run,
-                    files.as_ref(),
-                )));
+                run.view = Some(Box::new(view_of_run(&run, files.as_ref())));
             }
             run.frames = Vec::new();
             admission.leave();
@@ -793,4 +790,36 @@ fn record(
         pcap: files.as_ref().map(|(_, p)| p.clone()),
         shrink,
     });
+}
+
+/// The view of a finished run's case (frames still present); `files` = (case file, pcapng) if written.
+pub fn view_of_run(
+    run: &CaseRun,
+    files: Option<&(String, String)>,
+) -> crate::report::view::CaseView {
+    let mut trace = Trace::build(&run.frames, &lab_host_addrs(), Some(run.drawing.start_ns));
+    trace.link_events = run.drawing.link_events.clone();
+    let (violation, detail) = match &run.status {
+        CaseStatus::Fail { violation } => {
+            let mut shown = violation.clone();
+            shown.context.clear();
+            (Some(violation), shown.to_string())
+        }
+        CaseStatus::Pass { notes } => (None, notes.join("; ")),
+        CaseStatus::Skip { reason } | CaseStatus::Invalid { reason } => (None, reason.clone()),
+        CaseStatus::Error { message } => (None, message.clone()),
+    };
+    let meta = crate::report::view::CaseMeta {
+        property: run.spec.property.clone(),
+        suite: String::new(),
+        index: run.spec.index,
+        family: run.spec.family.name().to_string(),
+        seed: run.spec.seed,
+        description: run.description.clone(),
+        status: run.status.label().to_string(),
+        detail,
+        pcap: files.map(|(_, p)| p.clone()),
+        replay: files.map(|(c, _)| format!("netconform replay {c}")),
+    };
+    crate::report::view::CaseView::build(meta, &trace, violation, run.drawing.ops.as_deref())
 }

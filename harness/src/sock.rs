@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, MaybeUninitSlice, Protocol, SockAddr, SockRef, Type};
 
-use crate::errno::{errno_name, last_errno};
+use crate::errno::last_errno;
 use crate::error::HarnessError;
 use crate::lab::nsfd::socket_netns_inode;
 
@@ -45,29 +45,7 @@ pub fn thread_lab_netns() -> Option<u64> {
 /// An outcome the kernel gave: a value, or an errno (named on display).
 pub type SockResult<T> = Result<T, Errno>;
 
-/// An errno value observed from the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Errno(pub i32);
-
-impl Errno {
-    pub fn last() -> Self {
-        Errno(last_errno())
-    }
-    /// The errno an `io::Error` from a system call carries (EIO if it carries none, which socket2's
-    /// system-call wrappers never do).
-    pub fn of(e: &std::io::Error) -> Self {
-        Errno(e.raw_os_error().unwrap_or(libc::EIO))
-    }
-    pub fn name(self) -> String {
-        errno_name(self.0)
-    }
-}
-
-impl std::fmt::Display for Errno {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name())
-    }
-}
+pub use crate::errno::Errno;
 
 /// IP version of a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -207,37 +207,3 @@ pub struct DrawInputs {
     /// The ops run through [`crate::exec::run_program`], `None` when the property drove sockets otherwise.
     pub ops: Option<Vec<OpMark>>,
 }
-
-/// The view of a finished run's case (frames still present); `files` = (case file, pcapng) if written.
-pub fn view_of_run(run: &crate::runner::CaseRun, files: Option<&(String, String)>) -> CaseView {
-    use crate::runner::CaseStatus;
-    let mut trace = Trace::build(
-        &run.frames,
-        &crate::runner::lab_host_addrs(),
-        Some(run.drawing.start_ns),
-    );
-    trace.link_events = run.drawing.link_events.clone();
-    let (violation, detail) = match &run.status {
-        CaseStatus::Fail { violation } => {
-            let mut shown = violation.clone();
-            shown.context.clear();
-            (Some(violation), shown.to_string())
-        }
-        CaseStatus::Pass { notes } => (None, notes.join("; ")),
-        CaseStatus::Skip { reason } | CaseStatus::Invalid { reason } => (None, reason.clone()),
-        CaseStatus::Error { message } => (None, message.clone()),
-    };
-    let meta = CaseMeta {
-        property: run.spec.property.clone(),
-        suite: String::new(),
-        index: run.spec.index,
-        family: run.spec.family.name().to_string(),
-        seed: run.spec.seed,
-        description: run.description.clone(),
-        status: run.status.label().to_string(),
-        detail,
-        pcap: files.map(|(_, p)| p.clone()),
-        replay: files.map(|(c, _)| format!("netconform replay {c}")),
-    };
-    CaseView::build(meta, &trace, violation, run.drawing.ops.as_deref())
-}
