@@ -292,7 +292,7 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
         })
         .collect();
     // tcp.random_ops is measured on programs of up to 20 ops without sleeps (issue #3's target).
-    let _ = suites::random_ops::LIMITS.set((
+    let _ = suites::tcp::random_ops::LIMITS.set((
         harness::model::GenLimits {
             max_ops: 20,
             allow_sleep: false,

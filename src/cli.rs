@@ -440,7 +440,7 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         max_ops: args.max_ops.max(1),
         ..Default::default()
     };
-    let _ = suites::random_ops::LIMITS.set((limits, fault));
+    let _ = suites::tcp::random_ops::LIMITS.set((limits, fault));
     // SAFETY: installing a handler that only stores to an atomic and resets itself.
     unsafe {
         for signal in [libc::SIGINT, libc::SIGTERM] {

@@ -1,38 +1,22 @@
-//! netconform's properties, one module per behaviour area; `docs/lab-catalogue.md` maps each lab question to its
-//! property. One line per module:
+//! netconform's properties, one file per property named after its id (`tcp.close.shapes` is `tcp/close_shapes.rs`);
+//! `docs/lab-catalogue.md` maps each lab question to its property. One line per module:
 //!
-//! - [`tcp_handshake`] — suite `tcp-lifecycle`: handshake options and numbering, the accept queue, 4-tuples.
-//! - [`tcp_lifecycle`] — suite `tcp-lifecycle`: RST for a closed port, RST on close with unread data.
-//! - [`tcp_close`] — suite `tcp-lifecycle`: close shapes, half-close, writing after the peer closed.
-//! - [`tcp_state`] — suite `tcp-lifecycle`: the RFC 9293 state diagram as data, transitions justified by events.
-//! - [`udp`] — suite `udp`: ports, datagrams on the wire, ICMP errors, boundaries, buffers, no retransmission.
-//! - [`tcp_data`] — suite `tcp-data`: zero-window probes, against a kernel receiver and a scripted peer.
-//! - [`tcp_segments`] — suite `tcp-data`: delayed ACKs, Nagle / NODELAY / CORK, silly window syndrome.
-//! - [`tcp_flow`] — suite `tcp-data`: send-buffer backpressure, throughput bounded by window / RTT.
-//! - [`tcp_loss`] — suite `tcp-data`: retransmission of a dropped segment, SACK and the cumulative ACK.
-//! - [`random_ops`] — suite `tcp-ops`: random socket programs judged by the model and the TCP invariants.
+//! - [`tcp`] — suites `tcp-lifecycle`, `tcp-data`, `tcp-ops`: `tcp/<id>.rs`, shared helpers in `tcp/*_common.rs`.
+//! - [`udp`] — suite `udp`: one file per property (`udp/<id>.rs`), shared helpers in `udp/common.rs`.
 //! - [`scenarios`] — the named fixed scenarios behind `snapshots/` (no property, no verdict).
 //! - [`conn`] — helpers: an established-connection program, a connection's segments with relative numbers.
 //! - [`selftest`] — properties that test the harness itself (hidden unless `NETCONFORM_SELFTEST=1`).
 //!
-//! A property makes no system call of its own: sockets, options, flags and errnos are the `harness` crate's
-//! named APIs (`harness::sock`, `harness::sockopt`, `harness::cpu`), the seam behind which the system under
-//! test sits. The crate forbids `unsafe_code`, and `suites/tests/seam.rs` fails on any use of the C library.
+//! A property makes no system call of its own: sockets, options, flags and errnos are the `harness` crate's named
+//! APIs (`harness::sock`, `harness::sockopt`, `harness::cpu`), the seam behind which the system under test sits.
+//! The crate forbids `unsafe_code`, and `suites/tests/seam.rs` fails on any use of the C library.
 
 #![forbid(unsafe_code)]
 
 pub mod conn;
-pub mod random_ops;
 pub mod scenarios;
 pub mod selftest;
-pub mod tcp_close;
-pub mod tcp_data;
-pub mod tcp_flow;
-pub mod tcp_handshake;
-pub mod tcp_lifecycle;
-pub mod tcp_loss;
-pub mod tcp_segments;
-pub mod tcp_state;
+pub mod tcp;
 pub mod udp;
 
 use harness::runner::DynProperty;
@@ -40,33 +24,33 @@ use harness::runner::DynProperty;
 /// The properties of the default suites, in listing order.
 fn defaults() -> Vec<&'static dyn DynProperty> {
     vec![
-        &tcp_handshake::HandshakeOptions,
-        &tcp_handshake::AcceptBacklog,
-        &tcp_handshake::FourTuple,
-        &tcp_lifecycle::RstOnClosedPort,
-        &tcp_lifecycle::RstOnUnread,
-        &tcp_close::HalfClose,
-        &tcp_close::WriteAfterPeerClose,
-        &tcp_close::CloseShapes,
-        &tcp_state::StateTransitions,
-        &udp::PortUnreachable,
-        &udp::BindPerHost,
-        &udp::WireHeader,
-        &udp::RecvBoundaries,
-        &udp::RecvTruncate,
-        &udp::SendUnresolved,
-        &udp::RcvbufOverflow,
-        &udp::NoRetransmit,
-        &tcp_data::ZeroWindowProbes,
-        &tcp_data::PeerZeroWindow,
-        &tcp_segments::AckCoalescing,
-        &tcp_segments::Nagle,
-        &tcp_segments::SwsAvoidance,
-        &tcp_flow::SndbufBackpressure,
-        &tcp_flow::WindowBound,
-        &tcp_loss::LossRetransmit,
-        &tcp_loss::ReorderSack,
-        &random_ops::RandomOps,
+        &tcp::handshake_options::HandshakeOptions,
+        &tcp::accept_backlog::AcceptBacklog,
+        &tcp::identity_four_tuple::FourTuple,
+        &tcp::rst_closed_port::RstOnClosedPort,
+        &tcp::close_rst_on_unread::RstOnUnread,
+        &tcp::close_half_close::HalfClose,
+        &tcp::close_write_after_peer_close::WriteAfterPeerClose,
+        &tcp::close_shapes::CloseShapes,
+        &tcp::state_transitions::StateTransitions,
+        &udp::closed_port_icmp::PortUnreachable,
+        &udp::bind_per_host::BindPerHost,
+        &udp::wire_header::WireHeader,
+        &udp::recv_boundaries::RecvBoundaries,
+        &udp::recv_truncate::RecvTruncate,
+        &udp::send_unresolved::SendUnresolved,
+        &udp::rcvbuf_overflow_drops::RcvbufOverflow,
+        &udp::no_retransmit::NoRetransmit,
+        &tcp::zero_window_probes::ZeroWindowProbes,
+        &tcp::zero_window_peer::PeerZeroWindow,
+        &tcp::ack_coalescing::AckCoalescing,
+        &tcp::nagle::Nagle,
+        &tcp::sws_avoidance::SwsAvoidance,
+        &tcp::sndbuf_backpressure::SndbufBackpressure,
+        &tcp::flow_window_bound::WindowBound,
+        &tcp::loss_retransmit::LossRetransmit,
+        &tcp::reorder_sack::ReorderSack,
+        &tcp::random_ops::RandomOps,
     ]
 }
 

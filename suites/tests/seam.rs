@@ -51,7 +51,7 @@ fn no_property_file_names_libc_or_holds_unsafe_code() {
     rust_files(&src, &mut files);
     files.sort();
     assert!(
-        files.iter().any(|f| f.ends_with("udp.rs")),
+        files.iter().any(|f| f.ends_with("udp/common.rs")),
         "the scan must see the property files (looked in {})",
         src.display()
     );

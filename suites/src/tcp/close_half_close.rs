@@ -1,0 +1,359 @@
+use harness::exec::run_program;
+use harness::frame::Host;
+use harness::ops::{Op, ShutdownHow, SockOpt};
+use harness::property::{
+    CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
+};
+use harness::sock::Family;
+use harness::trace::Trace;
+use harness::HarnessError;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::close_common::exec_config;
+use crate::conn::{connected, flags, outcomes_of, read_result, segments, ProgramObserved, Seg};
+
+fn fins(segs: &[Seg], from: Host) -> Vec<&Seg> {
+    segs.iter()
+        .filter(|s| s.from == from && s.flags.fin)
+        .collect()
+}
+
+/// Half-close (lab Q34).
+///
+/// RFC 9293 §3.6: "CLOSE is an operation meaning 'I have no more to send' but does not mean 'I will not
+/// receive any more.'" RFC 1122 §4.2.2.13 / RFC 9293 MAY-1: a host may implement a half-duplex close;
+/// shutdown(SHUT_WR) is that operation in the sockets API (POSIX shutdown).
+///
+/// Cases: a writes 0–200 KB (in 1–4 writes) and calls shutdown(SHUT_WR); b reads it all, reads EOF, then
+/// writes 0–200 KB and closes; a reads everything and EOF, then closes. Buffer sizes on either side vary
+/// (4 KB–256 KB or the default), so the data crosses a full window some of the time.
+///
+/// Checked on the wire: a's FIN carries sequence number 1 + (bytes a wrote) (it follows all of a's data,
+/// RFC 9293 §3.4 SEG.LEN); b acknowledges it with ack = FIN + 1; a sends no new data after its FIN; b's
+/// data after a's FIN is accepted (a's cumulative ACK reaches all of it); b's FIN comes after its data and
+/// a acknowledges it with ack = b's FIN + 1; no RST. Checked on the sockets: b reads exactly a's bytes, then
+/// EOF (read returns 0); a reads exactly b's bytes, then EOF; the streams are intact (every read is checked
+/// against the writer's stream).
+pub struct HalfClose;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HalfCloseCase {
+    /// Sizes of a's writes before shutdown(SHUT_WR).
+    pub a_writes: Vec<usize>,
+    /// Bytes b writes after reading a's EOF.
+    pub b_bytes: usize,
+    pub a_rcvbuf: Option<i32>,
+    pub b_rcvbuf: Option<i32>,
+}
+
+impl HalfCloseCase {
+    fn a_bytes(&self) -> usize {
+        self.a_writes.iter().sum()
+    }
+}
+
+fn gen_size(rng: &mut CaseRng) -> usize {
+    match rng.gen_range(0..4) {
+        0 => 0,
+        1 => rng.gen_range(1..=1500),
+        2 => rng.gen_range(1500..=20_000),
+        _ => rng.gen_range(20_000..=200_000),
+    }
+}
+
+fn gen_buf(rng: &mut CaseRng) -> Option<i32> {
+    rng.gen_bool(0.4)
+        .then(|| rng.gen_range(4096..=262_144) & !1023)
+}
+
+impl Property for HalfClose {
+    type Case = HalfCloseCase;
+    type Observed = ProgramObserved;
+
+    fn info(&self) -> PropertyInfo {
+        PropertyInfo {
+            id: "tcp.close.half_close",
+            suite: "tcp-lifecycle",
+            title: "shutdown(SHUT_WR) sends FIN after all data; the peer reads everything then EOF and can still send; then the second FIN",
+            clauses: &[
+                "RFC 9293 §3.6 (MAY-1)",
+                "RFC 1122 §4.2.2.13",
+                "RFC 9293 §3.4 (SEG.LEN)",
+            ],
+            questions: &["Q34"],
+            needs: Needs {
+                link: LinkKind::Veth,
+            },
+        }
+    }
+
+    fn generate(&self, rng: &mut CaseRng, _family: Family) -> HalfCloseCase {
+        let writes = rng.gen_range(1..=4);
+        let total = gen_size(rng);
+        let mut a_writes = Vec::new();
+        let mut left = total;
+        for i in 0..writes {
+            let w = if i + 1 == writes {
+                left
+            } else {
+                rng.gen_range(0..=left)
+            };
+            left -= w;
+            if w > 0 {
+                a_writes.push(w);
+            }
+        }
+        HalfCloseCase {
+            a_writes,
+            b_bytes: gen_size(rng),
+            a_rcvbuf: gen_buf(rng),
+            b_rcvbuf: gen_buf(rng),
+        }
+    }
+
+    fn describe(&self, c: &HalfCloseCase) -> String {
+        let buf = |b: Option<i32>| b.map_or("default".to_string(), |b| format!("{b}"));
+        format!(
+            "a writes {:?} then shutdown(WR); b reads to EOF, writes {} and closes (SO_RCVBUF a {}, b {})",
+            c.a_writes,
+            c.b_bytes,
+            buf(c.a_rcvbuf),
+            buf(c.b_rcvbuf)
+        )
+    }
+
+    fn execute(
+        &self,
+        case: &HalfCloseCase,
+        env: &CaseEnv,
+    ) -> Result<ProgramObserved, HarnessError> {
+        let a_opts: Vec<SockOpt> = case.a_rcvbuf.map(SockOpt::RcvBuf).into_iter().collect();
+        let b_opts: Vec<SockOpt> = case.b_rcvbuf.map(SockOpt::RcvBuf).into_iter().collect();
+        let mut p = connected(&a_opts, &b_opts);
+        for &w in &case.a_writes {
+            p.a.push(Op::Write { sock: 0, len: w });
+        }
+        p.a.extend([
+            Op::Shutdown {
+                sock: 0,
+                how: ShutdownHow::Wr,
+            },
+            Op::ReadExact {
+                sock: 0,
+                len: case.b_bytes,
+            },
+            Op::Read {
+                sock: 0,
+                max: 65_536,
+            },
+            Op::Close { sock: 0 },
+            Op::Sync,
+        ]);
+        p.b.extend([
+            Op::ReadExact {
+                sock: 1,
+                len: case.a_bytes(),
+            },
+            Op::Read {
+                sock: 1,
+                max: 65_536,
+            },
+            Op::Write {
+                sock: 1,
+                len: case.b_bytes,
+            },
+            Op::Close { sock: 1 },
+            Op::Sync,
+        ]);
+        let (outcomes, sockets) = run_program(env.lab, &p, exec_config(env))?;
+        Ok(ProgramObserved { outcomes, sockets })
+    }
+
+    fn settle(&self, _case: &HalfCloseCase) -> std::time::Duration {
+        std::time::Duration::from_millis(20)
+    }
+
+    fn check(&self, case: &HalfCloseCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {
+        const CLAUSE: &str = "RFC 9293 §3.6 (MAY-1: half-duplex close)";
+        let mut findings = Findings::default();
+        let segs = segments(trace);
+        let a_bytes = case.a_bytes() as u32;
+        let b_bytes = case.b_bytes as u32;
+        let sockets = half_close_reads(case, observed);
+
+        // The wire.
+        let a_fins = fins(&segs, Host::A);
+        let b_fins = fins(&segs, Host::B);
+        let Some(a_fin) = a_fins.first() else {
+            findings.push(
+                Violation::new(CLAUSE, "shutdown(SHUT_WR) sent no FIN")
+                    .field("flags")
+                    .expected(format!("a FIN from A at seq {}", 1 + a_bytes))
+                    .actual("no FIN from A in the capture"),
+            );
+            findings.append(sockets);
+            return findings.verdict();
+        };
+        findings.check(a_fin.seq.wrapping_add(a_fin.len) == 1 + a_bytes, || {
+            Violation::new(
+                "RFC 9293 §3.4 (the FIN follows the last data octet)",
+                "A's FIN does not follow all of its data",
+            )
+            .frame(a_fin.number)
+            .field("seq + len (relative)")
+            .expected(1 + a_bytes)
+            .actual(a_fin.seq.wrapping_add(a_fin.len))
+        });
+        let a_fin_end = a_fin.end();
+        for s in &segs {
+            if s.from == Host::A && s.index > a_fin.index && s.len > 0 && !s.retransmission {
+                findings.push(
+                    Violation::new(CLAUSE, "A sent new data after its FIN")
+                        .frames([a_fin.number, s.number])
+                        .field("payload")
+                        .expected("no new data after shutdown(SHUT_WR)")
+                        .actual(format!("{} bytes at seq {}", s.len, s.seq)),
+                );
+            }
+        }
+        let acked_a_fin = segs.iter().any(|s| {
+            s.from == Host::B && s.flags.ack && s.ack == a_fin_end && s.index > a_fin.index
+        });
+        findings.check(acked_a_fin, || {
+            Violation::new(
+                "RFC 9293 §3.10.7.4 (FIN: advance RCV.NXT over the FIN and acknowledge it)",
+                "B never acknowledged A's FIN",
+            )
+            .frame(a_fin.number)
+            .field("ack")
+            .expected(a_fin_end)
+            .actual("no such ACK from B")
+        });
+        // b's data after a's FIN, then b's FIN.
+        match b_fins.first() {
+            None => findings.push(
+                Violation::new(CLAUSE, "B's close() after its data sent no FIN")
+                    .field("flags")
+                    .expected(format!("a FIN from B at seq {}", 1 + b_bytes))
+                    .actual("no FIN from B in the capture"),
+            ),
+            Some(b_fin) => {
+                findings.check(b_fin.seq.wrapping_add(b_fin.len) == 1 + b_bytes, || {
+                    Violation::new(
+                        "RFC 9293 §3.4 (the FIN follows the last data octet)",
+                        "B's FIN does not follow all of its data",
+                    )
+                    .frame(b_fin.number)
+                    .field("seq + len (relative)")
+                    .expected(1 + b_bytes)
+                    .actual(b_fin.seq.wrapping_add(b_fin.len))
+                });
+                findings.check(b_fin.index > a_fin.index, || {
+                    Violation::new(CLAUSE, "B's FIN came before A's half-close")
+                        .frames([b_fin.number, a_fin.number])
+                        .field("order")
+                        .expected("A's FIN, B's data, then B's FIN")
+                        .actual("B's FIN first")
+                });
+                let b_fin_end = b_fin.end();
+                let acked = segs.iter().any(|s| {
+                    s.from == Host::A && s.flags.ack && s.ack == b_fin_end && s.index > b_fin.index
+                });
+                findings.check(acked, || {
+                    Violation::new(
+                        "RFC 9293 §3.10.7.4 (FIN-WAIT-2: acknowledge the FIN)",
+                        "the half-closed side never acknowledged B's FIN (it must keep receiving)",
+                    )
+                    .frame(b_fin.number)
+                    .field("ack")
+                    .expected(b_fin_end)
+                    .actual("no such ACK from A")
+                });
+            }
+        }
+        if b_bytes > 0 {
+            let data_after = segs
+                .iter()
+                .filter(|s| s.from == Host::B && s.len > 0 && s.index > a_fin.index)
+                .count();
+            findings.check(data_after > 0, || {
+                Violation::new(CLAUSE, "B sent no data after A's half-close")
+                    .frame(a_fin.number)
+                    .field("payload")
+                    .expected(format!("{b_bytes} bytes from B after A's FIN"))
+                    .actual("none")
+            });
+        }
+        for s in segs.iter().filter(|s| s.flags.rst) {
+            findings.push(
+                Violation::new(CLAUSE, "the half-closed connection was reset")
+                    .frame(s.number)
+                    .field("flags")
+                    .expected("FINs only")
+                    .actual(flags(s)),
+            );
+        }
+        findings.notes.push(format!(
+            "A: {a_bytes} bytes then FIN; B: {b_bytes} bytes after it, then FIN"
+        ));
+        findings.append(sockets);
+        findings.verdict()
+    }
+}
+
+/// What each side of a half-close read (reported after the wire findings: the wire says why a read failed).
+fn half_close_reads(case: &HalfCloseCase, observed: &ProgramObserved) -> Findings {
+    const CLAUSE: &str = "RFC 9293 §3.6 (MAY-1: half-duplex close)";
+    let a_bytes = case.a_bytes() as u32;
+    let b_bytes = case.b_bytes as u32;
+    let mut sockets = Findings::default();
+    let reads = |host: Host| {
+        outcomes_of(&observed.outcomes, host, |op| {
+            matches!(op, Op::ReadExact { .. } | Op::Read { .. })
+        })
+    };
+    for (host, peer, expected) in [(Host::B, Host::A, a_bytes), (Host::A, Host::B, b_bytes)] {
+        let r = reads(host);
+        let (exact, eof) = (r.first(), r.get(1));
+        if let Some(exact) = exact {
+            let got = read_result(&exact.result);
+            sockets.check(
+                got.is_some_and(|(n, _, m)| n == expected as u64 && m.is_none()),
+                || {
+                    Violation::new(
+                        CLAUSE,
+                        format!(
+                            "{} did not read all of {}'s data before the EOF",
+                            host.name(),
+                            peer.name()
+                        ),
+                    )
+                    .field(format!("{} read_exact()", host.name()))
+                    .expected(format!("{expected} bytes, intact"))
+                    .actual(exact.result.render())
+                },
+            );
+        }
+        if let Some(eof) = eof {
+            sockets.check(
+                read_result(&eof.result).is_some_and(|(_, e, _)| e),
+                || {
+                    Violation::new(
+                        "RFC 9293 §3.10.7.4 (FIN: \"connection closing\"); POSIX read returns 0 at end of stream",
+                        format!(
+                            "{}'s read after all of {}'s data did not return EOF",
+                            host.name(),
+                            peer.name()
+                        ),
+                    )
+                    .field(format!("{} read()", host.name()))
+                    .expected("0 (EOF)")
+                    .actual(eof.result.render())
+                },
+            );
+        }
+    }
+
+    sockets
+}
