@@ -52,6 +52,8 @@ struct SoakRun {
     /// `property: first problem` for every property that did not pass.
     problems: Vec<String>,
     snapshot_lines: Vec<String>,
+    /// Snapshots that differed once and matched on a re-run (shown, not counted as diffs).
+    rerun_lines: Vec<String>,
 }
 
 fn soak_once(seed: u64, dir: &std::path::Path) -> Result<SoakRun, HarnessError> {
@@ -71,10 +73,15 @@ fn soak_once(seed: u64, dir: &std::path::Path) -> Result<SoakRun, HarnessError> 
     let snapshot_lines = stdout
         .lines()
         .filter(|l| {
-            ["CHANGED", "UNSTABLE", "ERROR", "NEW"]
+            ["CHANGED", "UNSTABLE", "ERROR", "NEW", "MISSING"]
                 .iter()
                 .any(|k| l.starts_with(k))
         })
+        .map(str::to_string)
+        .collect();
+    let rerun_lines = stdout
+        .lines()
+        .filter(|l| l.starts_with("RERUN"))
         .map(str::to_string)
         .collect();
     let mut run = SoakRun {
@@ -84,6 +91,7 @@ fn soak_once(seed: u64, dir: &std::path::Path) -> Result<SoakRun, HarnessError> 
         counts: [0; 4],
         problems: Vec::new(),
         snapshot_lines,
+        rerun_lines,
     };
     if let Ok(text) = std::fs::read_to_string(&json) {
         if let Ok(report) = serde_json::from_str::<harness::runner::RunReport>(&text) {
@@ -189,6 +197,9 @@ fn soak(runs: usize, stress: Option<usize>, seed: u64) -> Result<i32, HarnessErr
         for line in r.problems.iter().chain(&r.snapshot_lines) {
             println!("    {line}");
         }
+        for line in &r.rerun_lines {
+            println!("    (not counted) {line}");
+        }
     }
     drop(load);
     walls.sort_by(f64::total_cmp);
@@ -292,14 +303,17 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
         })
         .collect();
     // tcp.random_ops is measured on programs of up to 20 ops without sleeps (issue #3's target).
-    let _ = suites::tcp::random_ops::LIMITS.set((
-        harness::model::GenLimits {
-            max_ops: 20,
-            allow_sleep: false,
-            allow_udp: true,
+    let props = suites::with_random_ops(
+        props,
+        suites::tcp::random_ops::RandomOps {
+            limits: harness::model::GenLimits {
+                max_ops: 20,
+                allow_sleep: false,
+                allow_udp: true,
+            },
+            fault: None,
         },
-        None,
-    ));
+    );
     let mut code = 0;
     if args.relay {
         use harness::link::{Impairment, LinkSpec, RelaySpec};

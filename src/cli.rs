@@ -301,7 +301,7 @@ fn list(json: bool, markdown: bool) {
                 serde_json::json!({
                     "id": i.id, "suite": i.suite, "title": i.title,
                     "clauses": i.clauses, "questions": i.questions,
-                    "link": i.needs.link,
+                    "links": i.needs.links,
                 })
             })
             .collect();
@@ -440,7 +440,8 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         max_ops: args.max_ops.max(1),
         ..Default::default()
     };
-    let _ = suites::tcp::random_ops::LIMITS.set((limits, fault));
+    let props =
+        suites::with_random_ops(props, suites::tcp::random_ops::RandomOps { limits, fault });
     // SAFETY: installing a handler that only stores to an atomic and resets itself.
     unsafe {
         for signal in [libc::SIGINT, libc::SIGTERM] {

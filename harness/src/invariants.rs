@@ -33,7 +33,9 @@ pub const INFO: [PropertyInfo; 4] = [
         title: "bytes read are exactly the bytes written, in order, once; all of them when both sides closed cleanly",
         clauses: &["RFC 9293 §3.4", "RFC 9293 §3.10.4"],
         questions: &["Q19"],
-        needs: crate::property::Needs { link: crate::property::LinkKind::Veth },
+        needs: crate::property::Needs {
+            links: &[crate::property::LinkKind::Veth],
+        },
     },
     PropertyInfo {
         id: "tcp.seq.accounting",
@@ -41,7 +43,9 @@ pub const INFO: [PropertyInfo; 4] = [
         title: "sequence space used without holes, nothing after FIN, no ACK beyond what was sent, ACKs never go back",
         clauses: &["RFC 9293 §3.4"],
         questions: &["Q19"],
-        needs: crate::property::Needs { link: crate::property::LinkKind::Veth },
+        needs: crate::property::Needs {
+            links: &[crate::property::LinkKind::Veth],
+        },
     },
     PropertyInfo {
         id: "tcp.window.respected",
@@ -49,7 +53,9 @@ pub const INFO: [PropertyInfo; 4] = [
         title: "no byte is sent beyond ack + scaled window (zero-window probes accounted for)",
         clauses: &["RFC 9293 §3.8.6", "RFC 7323 §2.3"],
         questions: &["Q28"],
-        needs: crate::property::Needs { link: crate::property::LinkKind::Veth },
+        needs: crate::property::Needs {
+            links: &[crate::property::LinkKind::Veth],
+        },
     },
     PropertyInfo {
         id: "tcp.window.bounded_by_buffer",
@@ -57,7 +63,9 @@ pub const INFO: [PropertyInfo; 4] = [
         title: "no advertised window exceeds what the receive buffer can hold",
         clauses: &["RFC 9293 §3.8.6", "RFC 7323 §2.2"],
         questions: &["Q29"],
-        needs: crate::property::Needs { link: crate::property::LinkKind::Veth },
+        needs: crate::property::Needs {
+            links: &[crate::property::LinkKind::Veth],
+        },
     },
 ];
 

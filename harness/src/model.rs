@@ -53,13 +53,18 @@ pub struct GenLimits {
     pub allow_udp: bool,
 }
 
+impl GenLimits {
+    /// Programs of up to 20 ops, sleeps and UDP allowed.
+    pub const DEFAULT: GenLimits = GenLimits {
+        max_ops: 20,
+        allow_sleep: true,
+        allow_udp: true,
+    };
+}
+
 impl Default for GenLimits {
     fn default() -> Self {
-        GenLimits {
-            max_ops: 20,
-            allow_sleep: true,
-            allow_udp: true,
-        }
+        GenLimits::DEFAULT
     }
 }
 

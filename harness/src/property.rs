@@ -11,10 +11,11 @@ use std::fmt;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::HarnessError;
 use crate::lab::{Lab, LabConfig};
+pub use crate::link::LinkKind;
 use crate::sock::Family;
 use crate::trace::Trace;
 pub use crate::verdict::{Findings, Verdict, Violation};
@@ -40,24 +41,12 @@ pub fn case_rng(seed: u64) -> CaseRng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
-/// How the hosts of a property's lab are joined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LinkKind {
-    /// A veth pair (default, fastest).
-    Veth,
-    /// A TUN device in each namespace and netconform's forwarder with seeded impairments
-    /// (`harness/src/link/relay.rs`).
-    Relay,
-    /// Only `b` is a kernel; netconform plays `a` through a TUN device in b's namespace
-    /// (`harness/src/link/peer.rs`).
-    Peer,
-}
-
 /// What a property needs to run.
 #[derive(Debug, Clone, Copy)]
 pub struct Needs {
-    pub link: LinkKind,
+    /// The links its cases build (`Veth`: none of its own, the user's link). Checked against what generated
+    /// cases really build (`suites/src/lib.rs` tests).
+    pub links: &'static [LinkKind],
 }
 
 /// Static description of a property (listed by `netconform list`).

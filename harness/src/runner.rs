@@ -100,6 +100,8 @@ pub trait DynProperty: Send + Sync {
     fn shrink(&self, case: &serde_json::Value) -> Vec<serde_json::Value>;
     /// The size of a case shrinking minimises.
     fn size(&self, case: &serde_json::Value) -> Option<usize>;
+    /// The link the case itself asks for ([`Property::lab_config`]); `Veth` means "the user's link".
+    fn case_link(&self, case: &serde_json::Value) -> Option<crate::property::LinkKind>;
 }
 
 impl<P: Property> DynProperty for P {
@@ -127,6 +129,11 @@ impl<P: Property> DynProperty for P {
         serde_json::from_value::<P::Case>(case.clone())
             .ok()
             .and_then(|c| Property::size(self, &c))
+    }
+
+    fn case_link(&self, case: &serde_json::Value) -> Option<crate::property::LinkKind> {
+        let c = serde_json::from_value::<P::Case>(case.clone()).ok()?;
+        Some(self.lab_config(&c).link.kind())
     }
 
     fn run_case_gated(&self, spec: &CaseSpec, gate: &CpuGate) -> CaseRun {

@@ -50,7 +50,7 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &tcp::flow_window_bound::WindowBound,
         &tcp::loss_retransmit::LossRetransmit,
         &tcp::reorder_sack::ReorderSack,
-        &tcp::random_ops::RandomOps,
+        &tcp::random_ops::RANDOM_OPS,
     ]
 }
 
@@ -80,4 +80,67 @@ pub fn all_including_selftest() -> Vec<&'static dyn DynProperty> {
     let mut props = defaults();
     props.extend(selftest::all());
     props
+}
+
+/// `props` with `tcp.random_ops` replaced by `random_ops` (the command line's `--max-ops`/`--model-fault`):
+/// settings reach the property as a value, never through shared state. The value lives for the process.
+pub fn with_random_ops(
+    props: Vec<&'static dyn DynProperty>,
+    random_ops: tcp::random_ops::RandomOps,
+) -> Vec<&'static dyn DynProperty> {
+    let configured: &'static dyn DynProperty = Box::leak(Box::new(random_ops));
+    props
+        .into_iter()
+        .map(|p| {
+            if p.info().id == configured.info().id {
+                configured
+            } else {
+                p
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harness::property::LinkKind;
+    use harness::sock::Family;
+
+    /// What `netconform list` says a property runs on is what its cases build: a property declaring `veth`
+    /// builds no link of its own (it runs on the user's link), one declaring `relay` or `peer` builds that.
+    #[test]
+    fn declared_link_kinds_are_what_the_cases_build() {
+        let mut wrong = Vec::new();
+        for p in all_including_selftest() {
+            let info = p.info();
+            let mut built = Vec::new();
+            for seed in 0..32u64 {
+                for family in [Family::Ipv4, Family::Ipv6] {
+                    let case =
+                        p.generate(harness::property::case_seed(seed, info.id, seed), family);
+                    let link = p.case_link(&case).expect("generated cases parse");
+                    if !built.contains(&link) {
+                        built.push(link);
+                    }
+                }
+            }
+            for link in &built {
+                if !info.needs.links.contains(link) {
+                    wrong.push(format!("{}: a case builds {link:?}, not declared", info.id));
+                }
+            }
+            for link in info.needs.links {
+                if !built.contains(link) {
+                    wrong.push(format!("{}: declares {link:?}, no case builds it", info.id));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+        let declared: Vec<LinkKind> = all()
+            .iter()
+            .flat_map(|p| p.info().needs.links.iter().copied())
+            .collect();
+        assert!(declared.contains(&LinkKind::Relay) && declared.contains(&LinkKind::Peer));
+    }
 }

@@ -67,7 +67,7 @@ fn info(id: &'static str, title: &'static str) -> PropertyInfo {
         clauses: &[],
         questions: &[],
         needs: Needs {
-            link: LinkKind::Veth,
+            links: &[LinkKind::Veth],
         },
     }
 }

@@ -23,3 +23,28 @@ pub enum LinkSpec {
     /// Only b is a kernel; netconform plays a through a TUN device in b ([`peer`]).
     Peer,
 }
+
+/// How the hosts of a property's lab are joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    /// A veth pair (default, fastest).
+    Veth,
+    /// A TUN device in each namespace and netconform's forwarder with seeded impairments
+    /// (`harness/src/link/relay.rs`).
+    Relay,
+    /// Only `b` is a kernel; netconform plays `a` through a TUN device in b's namespace
+    /// (`harness/src/link/peer.rs`).
+    Peer,
+}
+
+impl LinkSpec {
+    /// The kind of link this builds, as properties declare it.
+    pub fn kind(&self) -> LinkKind {
+        match self {
+            LinkSpec::Veth => LinkKind::Veth,
+            LinkSpec::Relay(_) => LinkKind::Relay,
+            LinkSpec::Peer => LinkKind::Peer,
+        }
+    }
+}

@@ -170,7 +170,7 @@ impl Property for AcceptBacklog {
             clauses: &["RFC 9293 §3.5", "RFC 9293 §3.9.1", "listen(2)"],
             questions: &["Q10", "Q11", "Q14"],
             needs: Needs {
-                link: LinkKind::Veth,
+                links: &[LinkKind::Veth, LinkKind::Relay],
             },
         }
     }

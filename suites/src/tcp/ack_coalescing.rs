@@ -333,7 +333,7 @@ impl Property for AckCoalescing {
             ],
             questions: &["Q20"],
             needs: Needs {
-                link: LinkKind::Relay,
+                links: &[LinkKind::Relay],
             },
         }
     }

@@ -83,7 +83,7 @@ impl Property for HalfClose {
             ],
             questions: &["Q34"],
             needs: Needs {
-                link: LinkKind::Veth,
+                links: &[LinkKind::Veth],
             },
         }
     }

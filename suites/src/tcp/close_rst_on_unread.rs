@@ -36,7 +36,9 @@ impl Property for RstOnUnread {
             title: "close() with unread data, or with SO_LINGER 0, sends RST instead of FIN; the peer's read gets ECONNRESET",
             clauses: &["RFC 9293 §3.6 (SHLD-3)", "RFC 1122 §4.2.2.13", "RFC 2525 §2.17"],
             questions: &["Q35"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 

@@ -102,7 +102,7 @@ impl Property for CloseShapes {
             ],
             questions: &["Q33", "Q36"],
             needs: Needs {
-                link: LinkKind::Veth,
+                links: &[LinkKind::Veth, LinkKind::Relay],
             },
         }
     }

@@ -59,7 +59,7 @@ impl Property for WriteAfterPeerClose {
             ],
             questions: &["Q34", "Q35"],
             needs: Needs {
-                link: LinkKind::Veth,
+                links: &[LinkKind::Veth],
             },
         }
     }

@@ -71,7 +71,7 @@ impl Property for WindowBound {
             clauses: &["RFC 7323 §1.1", "RFC 9293 §3.8.6"],
             questions: &["Q23", "Q24", "Q25"],
             needs: Needs {
-                link: LinkKind::Relay,
+                links: &[LinkKind::Relay],
             },
         }
     }

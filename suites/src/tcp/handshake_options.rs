@@ -121,7 +121,7 @@ impl Property for HandshakeOptions {
             ],
             questions: &["Q12", "Q13"],
             needs: Needs {
-                link: LinkKind::Veth,
+                links: &[LinkKind::Veth],
             },
         }
     }

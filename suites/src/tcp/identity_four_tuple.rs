@@ -64,7 +64,7 @@ impl Property for FourTuple {
             clauses: &["RFC 9293 §3.1", "RFC 9293 §3.4 (ISN per connection)"],
             questions: &["Q16"],
             needs: Needs {
-                link: LinkKind::Veth,
+                links: &[LinkKind::Veth],
             },
         }
     }

@@ -42,7 +42,7 @@ impl Property for LossRetransmit {
             clauses: &["RFC 9293 §3.8.1", "RFC 5681 §3.2", "RFC 6298"],
             questions: &["Q21"],
             needs: Needs {
-                link: LinkKind::Relay,
+                links: &[LinkKind::Relay],
             },
         }
     }

@@ -149,7 +149,9 @@ impl Property for Nagle {
             title: "with Nagle at most one sub-MSS segment is unacknowledged; TCP_NODELAY sends each write at once; TCP_CORK holds partial segments; PSH ends a write",
             clauses: &["RFC 9293 §3.7.4 (SHLD-7, MUST-17)", "RFC 896"],
             questions: &["Q22"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 

@@ -22,7 +22,20 @@ use serde::{Deserialize, Serialize};
 /// was read, bytes read equal to bytes written — RFC 9293 §3.4, §3.6, §3.10.2–§3.10.4, §3.10.7); the runner
 /// adds the trace invariants. A failure shrinks to the smallest program that still fails (ops removed, sizes
 /// halved), is re-run to be classified confirmed or flaky, and is written as a replayable case file.
-pub struct RandomOps;
+pub struct RandomOps {
+    /// How programs are generated (`--max-ops`).
+    pub limits: GenLimits,
+    /// Test only: a deliberate error in the model's predictions (`--model-fault`), stored in each case, so
+    /// replays carry it.
+    pub fault: Option<ModelFault>,
+}
+
+/// `tcp.random_ops` as the default suites list it; a run with `--max-ops` or `--model-fault` uses its own
+/// [`RandomOps`] value instead (no state shared between the command line and the property).
+pub static RANDOM_OPS: RandomOps = RandomOps {
+    limits: GenLimits::DEFAULT,
+    fault: None,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RandomOpsCase {
@@ -46,11 +59,6 @@ impl std::fmt::Debug for RandomOpsObserved {
     }
 }
 
-/// Generator limits of `tcp.random_ops`, and whether a model fault is injected (set by the hidden CLI flag
-/// `--model-fault` before generation; stored in each case, so replays carry it).
-pub static LIMITS: std::sync::OnceLock<(GenLimits, Option<ModelFault>)> =
-    std::sync::OnceLock::new();
-
 impl Property for RandomOps {
     type Case = RandomOpsCase;
     type Observed = RandomOpsObserved;
@@ -62,18 +70,16 @@ impl Property for RandomOps {
             title: "random socket programs on both hosts meet the model's predictions and every TCP invariant",
             clauses: &["RFC 9293 §3.4", "RFC 9293 §3.6", "RFC 9293 §3.10.2–§3.10.4", "RFC 9293 §3.10.7.1"],
             questions: &["Q19", "Q33", "Q34", "Q35"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 
     fn generate(&self, rng: &mut CaseRng, _family: Family) -> RandomOpsCase {
-        let (limits, fault) = LIMITS
-            .get()
-            .copied()
-            .unwrap_or((GenLimits::default(), None));
         RandomOpsCase {
-            program: model::generate(rng, limits),
-            model_fault: fault,
+            program: model::generate(rng, self.limits),
+            model_fault: self.fault,
         }
     }
 

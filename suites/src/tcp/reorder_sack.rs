@@ -53,7 +53,7 @@ impl Property for ReorderSack {
             ],
             questions: &["Q27"],
             needs: Needs {
-                link: LinkKind::Relay,
+                links: &[LinkKind::Relay],
             },
         }
     }

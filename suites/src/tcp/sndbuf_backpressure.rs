@@ -58,7 +58,7 @@ impl Property for SndbufBackpressure {
             clauses: &["POSIX send (EAGAIN)", "RFC 9293 §3.8.6", "socket(7) SO_SNDBUF"],
             questions: &["Q26", "Q32"],
             needs: Needs {
-                link: LinkKind::Veth,
+                links: &[LinkKind::Veth],
             },
         }
     }
@@ -170,8 +170,7 @@ impl Property for SndbufBackpressure {
                 let last_window = segs_now
                     .iter()
                     .filter(|s| s.from == Host::B && s.flags.ack && !s.flags.syn)
-                    .filter(before)
-                    .last()
+                    .rfind(before)
                     .map(|s| (s.window, s.number));
                 if let Some((window, frame)) = last_window.filter(|(win, _)| *win != 0) {
                     return Verdict::Invalid {

@@ -214,7 +214,7 @@ impl Property for StateTransitions {
             clauses: &["RFC 9293 §3.3.2 (Figure 5)"],
             questions: &["Q36"],
             needs: Needs {
-                link: LinkKind::Veth,
+                links: &[LinkKind::Veth, LinkKind::Relay],
             },
         }
     }

@@ -122,7 +122,9 @@ impl Property for SwsAvoidance {
             title: "a slow reader never advertises small window increases, and the sender sends no small segments into a small window",
             clauses: &["RFC 9293 §3.8.6.2.1 (MUST-38)", "RFC 9293 §3.8.6.2.2 (MUST-39)", "RFC 1122 §4.2.3.3, §4.2.3.4"],
             questions: &["Q30", "Q31"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 

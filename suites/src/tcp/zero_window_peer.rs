@@ -174,7 +174,9 @@ impl Property for PeerZeroWindow {
             title: "facing a scripted peer that closes its window, the kernel sends no data, probes at 200 ms · 2^i, and resumes when it reopens",
             clauses: &["RFC 9293 §3.8.6.1 (MUST-36)", "RFC 1122 §4.2.2.17"],
             questions: &["Q28"],
-            needs: Needs { link: LinkKind::Peer },
+            needs: Needs {
+                links: &[LinkKind::Peer],
+            },
         }
     }
 

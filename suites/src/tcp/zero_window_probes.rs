@@ -109,7 +109,9 @@ impl Property for ZeroWindowProbes {
             title: "a zero window stops the sender, which probes at exponentially growing intervals until a window update; nothing is lost",
             clauses: &["RFC 9293 §3.8.6.1 (MUST-35, MUST-36, MUST-37)", "RFC 1122 §4.2.2.17"],
             questions: &["Q28"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 

@@ -202,7 +202,9 @@ impl Property for BindPerHost {
             title: "the same port binds on both hosts at once; a second bind on one host fails with EADDRINUSE unless SO_REUSEADDR/SO_REUSEPORT/V6ONLY rules allow it",
             clauses: &["RFC 768", "POSIX bind", "socket(7) SO_REUSEADDR/SO_REUSEPORT", "ipv6(7) IPV6_V6ONLY"],
             questions: &["Q2"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 

@@ -70,7 +70,9 @@ impl Property for PortUnreachable {
             title: "a datagram to a closed port gets ICMP port unreachable quoting it; a connected socket gets ECONNREFUSED",
             clauses: &["RFC 1122 §3.2.2.1", "RFC 1122 §4.1.3.1", "RFC 4443 §3.1", "RFC 4443 §2.4(c)"],
             questions: &["Q8"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 

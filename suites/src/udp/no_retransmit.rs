@@ -64,7 +64,7 @@ impl Property for NoRetransmit {
             clauses: &["RFC 768"],
             questions: &["Q9", "Q21"],
             needs: Needs {
-                link: LinkKind::Relay,
+                links: &[LinkKind::Relay],
             },
         }
     }

@@ -90,7 +90,9 @@ impl Property for RcvbufOverflow {
             title: "with a small SO_RCVBUF and no reads, datagrams that do not fit are dropped, later ones that fit are accepted, RcvbufErrors rises by exactly the drops",
             clauses: &["RFC 768", "socket(7) SO_RCVBUF"],
             questions: &["Q7"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 

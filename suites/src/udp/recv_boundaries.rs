@@ -83,7 +83,9 @@ impl Property for RecvBoundaries {
             title: "each receive returns exactly one whole datagram, in order on a lossless link; a receive posted before the send blocks and returns it",
             clauses: &["RFC 768", "POSIX recvmsg", "POSIX recv"],
             questions: &["Q6"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 

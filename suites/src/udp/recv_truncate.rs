@@ -82,7 +82,9 @@ impl Property for RecvTruncate {
             title: "a short buffer truncates the datagram and discards the rest: MSG_TRUNC in msg_flags, the copied length (the real one with MSG_TRUNC in flags)",
             clauses: &["POSIX recvmsg", "recv(2) MSG_TRUNC", "recv(2) MSG_PEEK"],
             questions: &["Q6"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 

@@ -73,7 +73,9 @@ impl Property for SendUnresolved {
             title: "sending to a lab address with no host behind it succeeds locally; only ARP/ND requests reach the wire, no datagram",
             clauses: &["RFC 1122 §2.3.2.2", "RFC 826", "RFC 4861 §7.2.2"],
             questions: &["Q6"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 

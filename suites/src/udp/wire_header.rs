@@ -99,7 +99,9 @@ impl Property for WireHeader {
             title: "each datagram on the wire is protocol 17 with an 8-byte header, length 8 + payload, the payload sent, and a valid checksum (IPv4 0 allowed, IPv6 never 0), also when fragmented",
             clauses: &["RFC 768", "RFC 8200 §8.1", "RFC 791 §3.2", "RFC 8200 §4.5", "RFC 1122 §4.1.3.4"],
             questions: &["Q3", "Q5"],
-            needs: Needs { link: LinkKind::Veth },
+            needs: Needs {
+                links: &[LinkKind::Veth],
+            },
         }
     }
 
