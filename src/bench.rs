@@ -355,6 +355,7 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
             shrink_max_cases: 0,
             confirm_runs: 0,
             html: false,
+            offer: harness::backend::Offer::kernel(),
         };
         let t = Instant::now();
         let report = runner::run(&[prop], &opts, &|_| {});

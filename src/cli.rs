@@ -287,6 +287,10 @@ pub fn main() -> Result<i32, HarnessError> {
 }
 
 fn list(json: bool, markdown: bool) {
+    use std::io::Write;
+    // Written through one handle whose errors end the listing: `netconform list | head` must not panic.
+    let mut out = std::io::stdout().lock();
+    let mut text = String::new();
     let props = suites::all();
     // The invariants run on every TCP case of every suite; they are listed like properties.
     let infos: Vec<harness::property::PropertyInfo> = props
@@ -302,29 +306,38 @@ fn list(json: bool, markdown: bool) {
                     "id": i.id, "suite": i.suite, "title": i.title,
                     "clauses": i.clauses, "questions": i.questions,
                     "links": i.needs.links,
+                    "subject": i.subject,
+                    "needs": { "kernel": i.needs.kernel, "caps": i.needs.caps.iter().map(|c| c.name()).collect::<Vec<_>>() },
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+        text = serde_json::to_string_pretty(&v).expect("serialises") + "\n";
     } else if markdown {
-        print!("{}", harness::docs::coverage_markdown(&infos));
+        text = harness::docs::coverage_markdown(&infos);
     } else {
         let idw = infos.iter().map(|i| i.id.len()).max().unwrap_or(8);
-        println!(
-            "{:<idw$}  {:<14}  {:<10}  clauses",
+        text += &format!(
+            "{:<idw$}  {:<14}  {:<10}  clauses\n",
             "property", "suite", "questions"
         );
         for i in &infos {
-            println!(
-                "{:<idw$}  {:<14}  {:<10}  {}",
+            text += &format!(
+                "{:<idw$}  {:<14}  {:<10}  {}\n",
                 i.id,
                 i.suite,
                 i.questions.join(","),
                 i.clauses.join("; ")
             );
-            println!("{:<idw$}  {}", "", i.title);
+            text += &format!("{:<idw$}  {}\n", "", i.title);
+            text += &format!(
+                "{:<idw$}  subject {}; needs {}\n",
+                "",
+                i.subject.name(),
+                i.needs.render()
+            );
         }
     }
+    let _ = out.write_all(text.as_bytes());
 }
 
 fn select(args: &RunArgs) -> Result<Vec<&'static dyn DynProperty>, HarnessError> {
@@ -430,6 +443,7 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         shrink_max_cases: args.shrink_cases,
         confirm_runs: args.confirm,
         html: args.html.is_some(),
+        offer: harness::backend::Offer::kernel(),
     };
     let fault = args.model_fault.map(|f| match f {
         ModelFaultArg::WriteAfterShutdownSucceeds => {

@@ -318,6 +318,7 @@ fn relay_seeds_are_per_case_and_replay_reproduces_the_drops() {
         shrink_max_cases: 0,
         confirm_runs: 0,
         html: false,
+        offer: harness::backend::Offer::kernel(),
     };
     let runs: Mutex<Vec<CaseRun>> = Mutex::new(Vec::new());
     runner::run(&[prop], &opts, &|e| match e {

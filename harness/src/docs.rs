@@ -22,18 +22,20 @@ pub fn coverage_markdown(props: &[PropertyInfo]) -> String {
     let _ = writeln!(s, "## Properties and the clauses they check\n");
     let _ = writeln!(
         s,
-        "| property | suite | clauses | lab questions | what holds |"
+        "| property | suite | clauses | lab questions | what holds | subject | needs |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for p in props.iter().filter(|p| p.suite != "selftest") {
         let _ = writeln!(
             s,
-            "| `{}` | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} |",
             p.id,
             p.suite,
             p.clauses.join("; "),
             p.questions.join(", "),
-            p.title
+            p.title,
+            p.subject.name(),
+            p.needs.render()
         );
     }
     let mut by_rfc: BTreeMap<String, Vec<&str>> = BTreeMap::new();

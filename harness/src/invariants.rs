@@ -33,8 +33,11 @@ pub const INFO: [PropertyInfo; 4] = [
         title: "bytes read are exactly the bytes written, in order, once; all of them when both sides closed cleanly",
         clauses: &["RFC 9293 §3.4", "RFC 9293 §3.10.4"],
         questions: &["Q19"],
+        subject: crate::property::Subject::Both,
         needs: crate::property::Needs {
             links: &[crate::property::LinkKind::Veth],
+            kernel: &[],
+            caps: &[],
         },
     },
     PropertyInfo {
@@ -43,8 +46,11 @@ pub const INFO: [PropertyInfo; 4] = [
         title: "sequence space used without holes, nothing after FIN, no ACK beyond what was sent, ACKs never go back",
         clauses: &["RFC 9293 §3.4"],
         questions: &["Q19"],
+        subject: crate::property::Subject::Both,
         needs: crate::property::Needs {
             links: &[crate::property::LinkKind::Veth],
+            kernel: &[],
+            caps: &[],
         },
     },
     PropertyInfo {
@@ -53,8 +59,11 @@ pub const INFO: [PropertyInfo; 4] = [
         title: "no byte is sent beyond ack + scaled window (zero-window probes accounted for)",
         clauses: &["RFC 9293 §3.8.6", "RFC 7323 §2.3"],
         questions: &["Q28"],
+        subject: crate::property::Subject::Both,
         needs: crate::property::Needs {
             links: &[crate::property::LinkKind::Veth],
+            kernel: &[],
+            caps: &[],
         },
     },
     PropertyInfo {
@@ -63,8 +72,11 @@ pub const INFO: [PropertyInfo; 4] = [
         title: "no advertised window exceeds what the receive buffer can hold",
         clauses: &["RFC 9293 §3.8.6", "RFC 7323 §2.2"],
         questions: &["Q29"],
+        subject: crate::property::Subject::Both,
         needs: crate::property::Needs {
             links: &[crate::property::LinkKind::Veth],
+            kernel: &[],
+            caps: &[],
         },
     },
 ];

@@ -12,7 +12,10 @@
 //! - [`link`] — the other links: the TUN relay with seeded impairments and the scripted peer's TUN end.
 //! - [`script`] — scripts for the scripted peer: crafted segments injected, b's answers matched in order.
 //! - [`record`] — what relay and peer record (frames, link decisions) and the clock every frame is stamped with.
-//! - [`exec`] — the executor: runs a program on both hosts' sockets between barriers, records every outcome.
+//! - [`backend`] — what executes a host's program (b's kernel today): subjects, needs, what a backend
+//!   offers, and the timing bounds it is held to.
+//! - [`exec`] — the executor: runs a program through both hosts' backends between barriers, records every
+//!   outcome.
 //! - [`sock`] — kernel sockets created on host threads, with the containment check before connect/send;
 //!   [`sockopt`] names the options, receive flags and readiness properties use, so they never call libc.
 //! - [`cpu`] — the calling thread's CPU, and pinning it there (senders that must reach veth in order).
@@ -32,6 +35,7 @@
 //! - [`error`] — [`HarnessError`]: netconform could not run (never a finding).
 //! - [`errno`] — errno values named as Linux names them (`ECONNREFUSED`).
 
+pub mod backend;
 pub mod capture;
 pub mod counters;
 pub mod cpu;

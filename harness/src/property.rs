@@ -41,13 +41,7 @@ pub fn case_rng(seed: u64) -> CaseRng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
-/// What a property needs to run.
-#[derive(Debug, Clone, Copy)]
-pub struct Needs {
-    /// The links its cases build (`Veth`: none of its own, the user's link). Checked against what generated
-    /// cases really build (`suites/src/lib.rs` tests).
-    pub links: &'static [LinkKind],
-}
+pub use crate::backend::{Cap, KernelNeed, Needs, Subject, TimingBounds};
 
 /// Static description of a property (listed by `netconform list`).
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +56,8 @@ pub struct PropertyInfo {
     pub clauses: &'static [&'static str],
     /// Lab questions covered, e.g. `Q18`.
     pub questions: &'static [&'static str],
+    /// The host whose behaviour the property judges.
+    pub subject: Subject,
     pub needs: Needs,
 }
 
@@ -70,6 +66,8 @@ pub struct CaseEnv<'l> {
     pub lab: &'l Lab,
     pub family: Family,
     pub seed: u64,
+    /// The timing the subject is held to (Linux constants for the kernel, RFC bounds otherwise).
+    pub timing: TimingBounds,
 }
 
 /// A property, with its own case type and observation type.

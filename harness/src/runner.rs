@@ -236,6 +236,7 @@ fn execute_and_check<P: Property>(
         lab: &lab,
         family: spec.family,
         seed: spec.seed,
+        timing: crate::backend::Offer::kernel().timing(),
     };
     crate::exec::start_recording_ops();
     let observed = prop.execute(case, &env);
@@ -421,6 +422,8 @@ pub struct RunOptions {
     pub confirm_runs: usize,
     /// Build the HTML report's drawing of every case that is drawn (see [`crate::report::view`]).
     pub html: bool,
+    /// What host b's backend offers; a property whose subject or needs it does not meet is skipped.
+    pub offer: crate::backend::Offer,
 }
 
 impl RunOptions {
@@ -453,6 +456,10 @@ pub struct PropertyResult {
     pub problems: Vec<CaseProblem>,
     /// Distinct pass notes with their counts (e.g. which close shapes were seen).
     pub notes: Vec<(String, u64)>,
+    /// Why no case of the property ran: its subject or needs are not met by host b's backend
+    /// (`needs kernel TCP_INFO on b`). Its cases count as skipped, never as passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl PropertyResult {
@@ -565,11 +572,21 @@ pub fn run(
     on_event: &(dyn Fn(Event) + Sync),
 ) -> RunReport {
     let started = Instant::now();
+    let unmet: Vec<Option<String>> = properties
+        .iter()
+        .map(|p| {
+            let info = p.info();
+            opts.offer.unmet(info.subject, &info.needs)
+        })
+        .collect();
     let mut queue = VecDeque::new();
     // Round robin over the properties (case 0 of each, then case 1 of each, …): the slow ones — waiting on
     // 200 ms probe timers or a 40 ms relay — start at once instead of forming the run's tail.
     for index in 0..opts.cases {
         for (p, prop) in properties.iter().enumerate() {
+            if unmet[p].is_some() {
+                continue;
+            }
             let seed = case_seed(opts.seed, prop.info().id, index);
             let family = opts.families[(index as usize) % opts.families.len()];
             queue.push_back((p, index, seed, family));
@@ -579,7 +596,8 @@ pub fn run(
     let queue = Arc::new(Mutex::new(queue));
     let mut results: Vec<PropertyResult> = properties
         .iter()
-        .map(|prop| {
+        .zip(&unmet)
+        .map(|(prop, unmet)| {
             let info = prop.info();
             PropertyResult {
                 id: info.id.into(),
@@ -589,12 +607,13 @@ pub fn run(
                 questions: info.questions.iter().map(|s| s.to_string()).collect(),
                 pass: 0,
                 fail: 0,
-                skip: 0,
+                skip: if unmet.is_some() { opts.cases } else { 0 },
                 invalid: 0,
                 error: 0,
                 duration_ms: 0,
                 problems: Vec::new(),
                 notes: Vec::new(),
+                skipped: unmet.clone(),
             }
         })
         .collect();
@@ -633,6 +652,7 @@ pub fn run(
                 lab: case_lab(&opts.lab, seed),
             };
             let mut run = prop.run_case_gated(&spec, &gate);
+            rerun_invalid(prop, &spec, &gate, &mut run);
             let mut shrink = None;
             if matches!(run.status, CaseStatus::Fail { .. })
                 && !prop.shrink(&spec.case).is_empty()
@@ -715,6 +735,32 @@ pub fn run(
             views.sort_by_key(|(p, v)| (*p, v.index));
             views.into_iter().map(|(_, v)| v).collect()
         },
+    }
+}
+
+/// Re-runs of a case whose premise was not reached (`invalid`), before it is reported invalid.
+pub const INVALID_RERUNS: usize = 2;
+
+/// An invalid case did not test anything: its premise (full buffers, a closed window, a lossless capture)
+/// was never reached, mostly because a loaded machine delayed a host. It is run again, same seed, up to
+/// [`INVALID_RERUNS`] times; the first run that reaches its premise is the case's result, with a note saying
+/// why it was re-run. Only a case invalid every time is reported invalid.
+fn rerun_invalid(prop: &dyn DynProperty, spec: &CaseSpec, gate: &CpuGate, run: &mut CaseRun) {
+    for attempt in 1..=INVALID_RERUNS {
+        let CaseStatus::Invalid { reason } = &run.status else {
+            return;
+        };
+        let reason = reason.clone();
+        let mut again = prop.run_case_gated(spec, gate);
+        match &mut again.status {
+            CaseStatus::Invalid { .. } => {}
+            CaseStatus::Pass { notes } => notes.push(format!(
+                "re-run {attempt}× after an invalid run ({})",
+                reason.split(':').next().unwrap_or(&reason)
+            )),
+            _ => {}
+        }
+        *run = again;
     }
 }
 

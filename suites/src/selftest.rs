@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use harness::frame::Host;
-use harness::property::{CaseEnv, CaseRng, LinkKind, Needs, Property, PropertyInfo, Verdict};
+use harness::property::{
+    CaseEnv, CaseRng, KernelNeed, LinkKind, Needs, Property, PropertyInfo, Subject, Verdict,
+};
 use harness::runner::DynProperty;
 use harness::sock::{Family, Socket};
 use harness::trace::Trace;
@@ -66,8 +68,11 @@ fn info(id: &'static str, title: &'static str) -> PropertyInfo {
         title,
         clauses: &[],
         questions: &[],
+        subject: Subject::B,
         needs: Needs {
             links: &[LinkKind::Veth],
+            kernel: &[KernelNeed::Sockets],
+            caps: &[],
         },
     }
 }

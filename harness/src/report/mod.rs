@@ -69,6 +69,11 @@ fn table(s: &mut String, report: &RunReport, verbosity: Verbosity) {
         );
     }
     for p in &report.properties {
+        if let Some(why) = &p.skipped {
+            let _ = writeln!(s, "  skipped {}: {why}", p.id);
+        }
+    }
+    for p in &report.properties {
         if p.notes.is_empty() {
             continue;
         }
@@ -187,7 +192,11 @@ pub fn junit(report: &RunReport) -> String {
             "skip" => {
                 let mut st = TestCaseStatus::skipped();
                 if let TestCaseStatus::Skipped { message, .. } = &mut st {
-                    *message = p.problems.first().map(|c| c.description.clone().into());
+                    *message = p
+                        .skipped
+                        .clone()
+                        .or_else(|| p.problems.first().map(|c| c.description.clone()))
+                        .map(Into::into);
                 }
                 st
             }

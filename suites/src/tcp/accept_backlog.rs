@@ -7,6 +7,7 @@
 //! inside the connect() call, so the second shape needs two SYNs in flight at once: those cases run over the relay
 //! with 5 ms each way.
 
+use harness::property::{Cap, KernelNeed, Subject};
 use std::collections::BTreeSet;
 
 use harness::exec::{ExecConfig, OpOutcome, OpResult};
@@ -169,8 +170,11 @@ impl Property for AcceptBacklog {
             title: "the handshake completes before accept(); completed connections queue (backlog + 1 on Linux) and are accepted FIFO as new sockets; a SYN meeting a full queue is ignored; the listener stays usable",
             clauses: &["RFC 9293 §3.5", "RFC 9293 §3.9.1", "listen(2)"],
             questions: &["Q10", "Q11", "Q14"],
+            subject: Subject::B,
             needs: Needs {
                 links: &[LinkKind::Veth, LinkKind::Relay],
+                kernel: &[KernelNeed::Sysctl, KernelNeed::TcpInfo],
+                caps: &[Cap::Tcp, Cap::MultiConn],
             },
         }
     }

@@ -5,6 +5,7 @@ use harness::frame::Host;
 use harness::lab::LabConfig;
 use harness::link::{Impairment, LinkEventKind, LinkSpec, RelaySpec, Rule};
 use harness::ops::{Op, Program, SockKind, SockOpt};
+use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -332,8 +333,11 @@ impl Property for AckCoalescing {
                 "RFC 1122 §4.2.3.2",
             ],
             questions: &["Q20"],
+            subject: Subject::B,
             needs: Needs {
                 links: &[LinkKind::Relay],
+                kernel: &[KernelNeed::TcpInfo, KernelNeed::LinuxTimers],
+                caps: &[Cap::Tcp, Cap::SetOptRcvBuf],
             },
         }
     }

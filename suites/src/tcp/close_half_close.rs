@@ -1,6 +1,7 @@
 use harness::exec::run_program;
 use harness::frame::Host;
 use harness::ops::{Op, ShutdownHow, SockOpt};
+use harness::property::{Cap, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -82,8 +83,11 @@ impl Property for HalfClose {
                 "RFC 9293 §3.4 (SEG.LEN)",
             ],
             questions: &["Q34"],
+            subject: Subject::Both,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[],
+                caps: &[Cap::Tcp, Cap::ShutdownWr, Cap::SetOptRcvBuf],
             },
         }
     }

@@ -1,4 +1,5 @@
 use harness::frame::Host;
+use harness::property::{Cap, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -36,8 +37,11 @@ impl Property for RstOnUnread {
             title: "close() with unread data, or with SO_LINGER 0, sends RST instead of FIN; the peer's read gets ECONNRESET",
             clauses: &["RFC 9293 §3.6 (SHLD-3)", "RFC 1122 §4.2.2.13", "RFC 2525 §2.17"],
             questions: &["Q35"],
+            subject: Subject::Both,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[],
+                caps: &[Cap::Tcp, Cap::Abort],
             },
         }
     }

@@ -1,6 +1,7 @@
 use harness::exec::run_program;
 use harness::frame::Host;
 use harness::ops::{Op, SockOpt};
+use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -101,8 +102,11 @@ impl Property for CloseShapes {
                 "RFC 9293 §3.6 (MUST-13: TIME-WAIT)",
             ],
             questions: &["Q33", "Q36"],
+            subject: Subject::Both,
             needs: Needs {
                 links: &[LinkKind::Veth, LinkKind::Relay],
+                kernel: &[KernelNeed::SockDiag],
+                caps: &[Cap::Tcp, Cap::ShutdownWr],
             },
         }
     }

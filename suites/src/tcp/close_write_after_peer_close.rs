@@ -1,6 +1,7 @@
 use harness::exec::{run_program, OpResult};
 use harness::frame::Host;
 use harness::ops::Op;
+use harness::property::{Cap, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -58,8 +59,11 @@ impl Property for WriteAfterPeerClose {
                 "RFC 9293 §3.10.7.4",
             ],
             questions: &["Q34", "Q35"],
+            subject: Subject::B,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[],
+                caps: &[Cap::Tcp],
             },
         }
     }

@@ -3,6 +3,7 @@ use std::time::Duration;
 use harness::frame::Host;
 use harness::link::{Impairment, LinkSpec, RelaySpec};
 use harness::ops::{Op, SockOpt};
+use harness::property::{Cap, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -70,8 +71,11 @@ impl Property for WindowBound {
             title: "goodput stays under window / RTT and reaches at least half of it",
             clauses: &["RFC 7323 §1.1", "RFC 9293 §3.8.6"],
             questions: &["Q23", "Q24", "Q25"],
+            subject: Subject::B,
             needs: Needs {
                 links: &[LinkKind::Relay],
+                kernel: &[],
+                caps: &[Cap::Tcp, Cap::SetOptRcvBuf],
             },
         }
     }

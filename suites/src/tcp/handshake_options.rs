@@ -1,6 +1,7 @@
 use harness::exec::{ExecConfig, OpResult};
 use harness::frame::Host;
 use harness::ops::{Op, Program, SockKind};
+use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -120,8 +121,11 @@ impl Property for HandshakeOptions {
                 "RFC 2018 §2",
             ],
             questions: &["Q12", "Q13"],
+            subject: Subject::Both,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::Sysctl, KernelNeed::TcpInfo],
+                caps: &[Cap::Tcp],
             },
         }
     }

@@ -3,6 +3,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use harness::exec::{ExecConfig, OpResult};
 use harness::frame::Host;
 use harness::ops::{Op, Program, SockKind};
+use harness::property::{Cap, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -63,8 +64,11 @@ impl Property for FourTuple {
             title: "several connections from one host to one listening port coexist, told apart by the client port, each with its own ISN; data never crosses between them",
             clauses: &["RFC 9293 §3.1", "RFC 9293 §3.4 (ISN per connection)"],
             questions: &["Q16"],
+            subject: Subject::Both,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[],
+                caps: &[Cap::Tcp, Cap::MultiConn],
             },
         }
     }

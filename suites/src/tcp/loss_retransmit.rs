@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -41,8 +42,11 @@ impl Property for LossRetransmit {
             title: "a dropped segment is retransmitted from the same sequence number and the stream arrives intact",
             clauses: &["RFC 9293 §3.8.1", "RFC 5681 §3.2", "RFC 6298"],
             questions: &["Q21"],
+            subject: Subject::Both,
             needs: Needs {
                 links: &[LinkKind::Relay],
+                kernel: &[KernelNeed::Sysctl],
+                caps: &[Cap::Tcp],
             },
         }
     }

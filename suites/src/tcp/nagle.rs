@@ -4,6 +4,7 @@ use harness::exec::{run_program, ExecConfig};
 use harness::frame::Host;
 use harness::lab::LabConfig;
 use harness::ops::{Op, Program, SockKind, SockOpt};
+use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -149,8 +150,11 @@ impl Property for Nagle {
             title: "with Nagle at most one sub-MSS segment is unacknowledged; TCP_NODELAY sends each write at once; TCP_CORK holds partial segments; PSH ends a write",
             clauses: &["RFC 9293 §3.7.4 (SHLD-7, MUST-17)", "RFC 896"],
             questions: &["Q22"],
+            subject: Subject::A,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::TcpInfo, KernelNeed::LinuxTimers],
+                caps: &[Cap::Tcp],
             },
         }
     }

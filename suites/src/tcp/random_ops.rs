@@ -1,6 +1,7 @@
 //! Random programs on both hosts' kernel sockets (suite `tcp-ops`), judged by the reference model and the
 //! TCP invariants.
 
+use harness::property::{Cap, KernelNeed, Subject};
 use std::time::Duration;
 
 use harness::exec::{run_program, ExecConfig, HostSockets, OpOutcome};
@@ -70,8 +71,11 @@ impl Property for RandomOps {
             title: "random socket programs on both hosts meet the model's predictions and every TCP invariant",
             clauses: &["RFC 9293 §3.4", "RFC 9293 §3.6", "RFC 9293 §3.10.2–§3.10.4", "RFC 9293 §3.10.7.1"],
             questions: &["Q19", "Q33", "Q34", "Q35"],
+            subject: Subject::Both,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::Sockets],
+                caps: &[Cap::Tcp, Cap::Udp],
             },
         }
     }

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -52,8 +53,11 @@ impl Property for ReorderSack {
                 "RFC 6675 §5",
             ],
             questions: &["Q27"],
+            subject: Subject::B,
             needs: Needs {
                 links: &[LinkKind::Relay],
+                kernel: &[KernelNeed::Sysctl, KernelNeed::LinuxTimers],
+                caps: &[Cap::Tcp],
             },
         }
     }

@@ -1,3 +1,4 @@
+use harness::property::{Cap, Subject};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -141,8 +142,11 @@ impl Property for RstOnClosedPort {
             title: "a segment to a port with no listener is answered by one RST with the RFC's seq/ack; a RST is never answered",
             clauses: &["RFC 9293 §3.10.7.1", "RFC 9293 §3.5.2", "RFC 9293 §3.4 (SEG.LEN)"],
             questions: &["Q18"],
+            subject: Subject::B,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[],
+                caps: &[Cap::Tcp],
             },
         }
     }

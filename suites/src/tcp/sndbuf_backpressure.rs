@@ -1,5 +1,6 @@
 use harness::frame::Host;
 use harness::ops::{Op, SockOpt};
+use harness::property::{Cap, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -57,8 +58,11 @@ impl Property for SndbufBackpressure {
             title: "non-blocking writes fail with EAGAIN once the send buffer and the peer's window are full; what was taken matches SO_SNDBUF",
             clauses: &["POSIX send (EAGAIN)", "RFC 9293 §3.8.6", "socket(7) SO_SNDBUF"],
             questions: &["Q26", "Q32"],
+            subject: Subject::A,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[],
+                caps: &[Cap::Tcp, Cap::SetOptRcvBuf],
             },
         }
     }

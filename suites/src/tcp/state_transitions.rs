@@ -1,6 +1,7 @@
 //! The TCP state machine (suite `tcp-lifecycle`): every state a connection's socket is seen in follows the
 //! RFC 9293 §3.3.2 diagram, and every transition taken is justified by an operation or a segment.
 
+use harness::property::{Cap, KernelNeed, Subject};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use harness::diag::DiagSocket;
@@ -213,8 +214,11 @@ impl Property for StateTransitions {
             title: "every state a socket passes through follows the RFC 9293 diagram, each transition justified by an op or a segment",
             clauses: &["RFC 9293 §3.3.2 (Figure 5)"],
             questions: &["Q36"],
+            subject: Subject::Both,
             needs: Needs {
                 links: &[LinkKind::Veth, LinkKind::Relay],
+                kernel: &[KernelNeed::SockDiag, KernelNeed::TcpInfo],
+                caps: &[Cap::Tcp, Cap::ShutdownWr, Cap::Abort],
             },
         }
     }

@@ -3,6 +3,7 @@ use std::time::Duration;
 use harness::exec::{run_program, ExecConfig, OpResult};
 use harness::frame::Host;
 use harness::ops::{Op, Program, SockKind, SockOpt};
+use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -122,8 +123,11 @@ impl Property for SwsAvoidance {
             title: "a slow reader never advertises small window increases, and the sender sends no small segments into a small window",
             clauses: &["RFC 9293 §3.8.6.2.1 (MUST-38)", "RFC 9293 §3.8.6.2.2 (MUST-39)", "RFC 1122 §4.2.3.3, §4.2.3.4"],
             questions: &["Q30", "Q31"],
+            subject: Subject::Both,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::TcpInfo, KernelNeed::LinuxTimers],
+                caps: &[Cap::Tcp, Cap::SetOptRcvBuf],
             },
         }
     }

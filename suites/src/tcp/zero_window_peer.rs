@@ -1,5 +1,6 @@
 use harness::exec::ExecConfig;
 use harness::ops::{Op, SockKind};
+use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -174,8 +175,11 @@ impl Property for PeerZeroWindow {
             title: "facing a scripted peer that closes its window, the kernel sends no data, probes at 200 ms · 2^i, and resumes when it reopens",
             clauses: &["RFC 9293 §3.8.6.1 (MUST-36)", "RFC 1122 §4.2.2.17"],
             questions: &["Q28"],
+            subject: Subject::B,
             needs: Needs {
                 links: &[LinkKind::Peer],
+                kernel: &[KernelNeed::ScriptedPeer, KernelNeed::LinuxTimers],
+                caps: &[Cap::Tcp],
             },
         }
     }

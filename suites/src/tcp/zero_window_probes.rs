@@ -3,6 +3,7 @@ use std::time::Duration;
 use harness::exec::{run_program, ExecConfig, OpResult};
 use harness::frame::Host;
 use harness::ops::{Op, Program, SockKind, SockOpt};
+use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -109,8 +110,11 @@ impl Property for ZeroWindowProbes {
             title: "a zero window stops the sender, which probes at exponentially growing intervals until a window update; nothing is lost",
             clauses: &["RFC 9293 §3.8.6.1 (MUST-35, MUST-36, MUST-37)", "RFC 1122 §4.2.2.17"],
             questions: &["Q28"],
+            subject: Subject::A,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::TcpInfo, KernelNeed::LinuxTimers],
+                caps: &[Cap::Tcp, Cap::SetOptRcvBuf],
             },
         }
     }

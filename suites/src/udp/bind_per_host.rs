@@ -1,3 +1,4 @@
+use harness::property::{Cap, KernelNeed, Subject};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -202,8 +203,11 @@ impl Property for BindPerHost {
             title: "the same port binds on both hosts at once; a second bind on one host fails with EADDRINUSE unless SO_REUSEADDR/SO_REUSEPORT/V6ONLY rules allow it",
             clauses: &["RFC 768", "POSIX bind", "socket(7) SO_REUSEADDR/SO_REUSEPORT", "ipv6(7) IPV6_V6ONLY"],
             questions: &["Q2"],
+            subject: Subject::Both,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::Sockets],
+                caps: &[Cap::Udp],
             },
         }
     }

@@ -1,3 +1,4 @@
+use harness::property::{Cap, KernelNeed, Subject};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -70,8 +71,11 @@ impl Property for PortUnreachable {
             title: "a datagram to a closed port gets ICMP port unreachable quoting it; a connected socket gets ECONNREFUSED",
             clauses: &["RFC 1122 §3.2.2.1", "RFC 1122 §4.1.3.1", "RFC 4443 §3.1", "RFC 4443 §2.4(c)"],
             questions: &["Q8"],
+            subject: Subject::B,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::Sockets],
+                caps: &[Cap::Udp],
             },
         }
     }

@@ -1,3 +1,4 @@
+use harness::property::{Cap, KernelNeed, Subject};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -63,8 +64,11 @@ impl Property for NoRetransmit {
             title: "on a lossy link, lost datagrams are never resent and nothing acknowledges them",
             clauses: &["RFC 768"],
             questions: &["Q9", "Q21"],
+            subject: Subject::A,
             needs: Needs {
                 links: &[LinkKind::Relay],
+                kernel: &[KernelNeed::Sockets],
+                caps: &[Cap::Udp],
             },
         }
     }

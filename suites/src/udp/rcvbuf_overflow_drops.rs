@@ -1,3 +1,4 @@
+use harness::property::{Cap, KernelNeed, Subject};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -90,8 +91,11 @@ impl Property for RcvbufOverflow {
             title: "with a small SO_RCVBUF and no reads, datagrams that do not fit are dropped, later ones that fit are accepted, RcvbufErrors rises by exactly the drops",
             clauses: &["RFC 768", "socket(7) SO_RCVBUF"],
             questions: &["Q7"],
+            subject: Subject::B,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::Sockets, KernelNeed::ProcCounters],
+                caps: &[Cap::Udp, Cap::SetOptRcvBuf],
             },
         }
     }

@@ -1,3 +1,4 @@
+use harness::property::{Cap, KernelNeed, Subject};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -83,8 +84,11 @@ impl Property for RecvBoundaries {
             title: "each receive returns exactly one whole datagram, in order on a lossless link; a receive posted before the send blocks and returns it",
             clauses: &["RFC 768", "POSIX recvmsg", "POSIX recv"],
             questions: &["Q6"],
+            subject: Subject::B,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::Sockets],
+                caps: &[Cap::Udp],
             },
         }
     }

@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 use harness::frame::Host;
+use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -82,8 +83,11 @@ impl Property for RecvTruncate {
             title: "a short buffer truncates the datagram and discards the rest: MSG_TRUNC in msg_flags, the copied length (the real one with MSG_TRUNC in flags)",
             clauses: &["POSIX recvmsg", "recv(2) MSG_TRUNC", "recv(2) MSG_PEEK"],
             questions: &["Q6"],
+            subject: Subject::B,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::Sockets],
+                caps: &[Cap::Udp],
             },
         }
     }

@@ -1,3 +1,4 @@
+use harness::property::{Cap, KernelNeed, Subject};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -73,8 +74,11 @@ impl Property for SendUnresolved {
             title: "sending to a lab address with no host behind it succeeds locally; only ARP/ND requests reach the wire, no datagram",
             clauses: &["RFC 1122 §2.3.2.2", "RFC 826", "RFC 4861 §7.2.2"],
             questions: &["Q6"],
+            subject: Subject::A,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::Sockets],
+                caps: &[Cap::Udp],
             },
         }
     }

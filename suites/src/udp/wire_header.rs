@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 use harness::frame::Host;
+use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
 };
@@ -99,8 +100,11 @@ impl Property for WireHeader {
             title: "each datagram on the wire is protocol 17 with an 8-byte header, length 8 + payload, the payload sent, and a valid checksum (IPv4 0 allowed, IPv6 never 0), also when fragmented",
             clauses: &["RFC 768", "RFC 8200 §8.1", "RFC 791 §3.2", "RFC 8200 §4.5", "RFC 1122 §4.1.3.4"],
             questions: &["Q3", "Q5"],
+            subject: Subject::Both,
             needs: Needs {
                 links: &[LinkKind::Veth],
+                kernel: &[KernelNeed::Sockets],
+                caps: &[Cap::Udp],
             },
         }
     }

@@ -1,169 +1,51 @@
-//! The executor: runs a [`Program`] on both hosts' real sockets and records every outcome.
-//!
-//! Each host's ops run on that host's thread (inside its namespace), which owns its sockets. The program is
-//! cut into segments at [`Op::Sync`]; segment `k` of `a` and segment `k` of `b` run concurrently, then both
-//! meet at a barrier (both hosts pass the same number of barriers, whatever their op counts). Every blocking
-//! operation has a deadline ([`ExecConfig`]), so a program never hangs the harness; the barrier itself gives
-//! up after [`BARRIER_TIMEOUT`] and reports the other host as stuck.
-//!
-//! Sockets stay open until the caller drops the returned [`HostSockets`] — after the capture stopped — so the
-//! trace shows the program, not the teardown.
+//! The kernel backend: a host's program runs on the lab host's own kernel sockets, on the host's thread
+//! (inside its namespace). Every op maps to the syscalls a C program would make; blocking ops have the
+//! deadlines of [`ExecConfig`]. It offers everything a property may need: TCP_INFO in every
+//! [`SockSnapshot`], crafted segments from raw sockets, and the namespace's kernel for sock_diag, `/proc`
+//! counters, sysctls and `--exec`.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Condvar, Mutex};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+use crate::backend::HostSession;
 use crate::error::HarnessError;
-use crate::frame::Host;
-use crate::lab::Lab;
-use crate::ops::{
-    fill_stream, first_mismatch, Op, Program, ShutdownHow, SockKind, SockOpt, TcpState,
-};
-use crate::sock::{ConnectOutcome, Errno, Family, Socket, TcpInfo};
+use crate::exec::outcome::{ExecConfig, OpResult, SockSnapshot};
+use crate::ops::{fill_stream, first_mismatch, Op, ShutdownHow, SockKind, SockOpt, TcpState};
+use crate::sock::{ConnectOutcome, Errno, Socket};
 
-/// How long a barrier waits for the other host before the case errors.
-pub const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Deadlines of blocking operations.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct ExecConfig {
-    pub seed: u64,
-    pub family: Family,
-    /// read/accept/recvfrom wait at most this long for data; write waits this long for buffer space.
-    pub io_timeout_ms: u32,
-    /// connect waits at most this long for the SYN-ACK or RST (the first SYN retransmission is at 1 s,
-    /// TCP_TIMEOUT_INIT, so a shorter deadline never sees one).
-    pub connect_timeout_ms: u32,
+/// A host's sockets on its own kernel. Created and used on the host's thread; dropping it closes them.
+pub struct KernelSession {
+    cfg: ExecConfig,
+    local: IpAddr,
+    peer: IpAddr,
+    sockets: Vec<Option<Entry>>,
 }
 
-impl ExecConfig {
-    pub fn new(seed: u64, family: Family) -> Self {
-        ExecConfig {
-            seed,
-            family,
-            io_timeout_ms: 40,
-            connect_timeout_ms: 300,
+impl KernelSession {
+    /// A session of a host whose address is `local`, talking to `peer`.
+    pub fn new(cfg: ExecConfig, local: IpAddr, peer: IpAddr) -> KernelSession {
+        KernelSession {
+            cfg,
+            local,
+            peer,
+            sockets: Vec::new(),
         }
     }
 }
 
-/// What an op returned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum OpResult {
-    /// The op does not apply (no such socket, closed socket, wrong kind): a no-op.
-    Skipped {
-        why: String,
-    },
-    Done,
-    /// Bytes written or sent; for accept, the new socket's index.
-    Value {
-        value: u64,
-    },
-    /// Bytes read. `offset` is the stream position before the read (TCP); `mismatch_at` the first stream
-    /// offset whose byte differs from what the peer's stream holds there.
-    Read {
-        n: u64,
-        returned: u64,
-        eof: bool,
-        truncated: bool,
-        offset: u64,
-        mismatch_at: Option<u64>,
-    },
-    Errno {
-        errno: String,
-    },
-    /// Nothing happened before the op's deadline (no data, no connection, no buffer space).
-    TimedOut,
-}
+impl HostSession for KernelSession {
+    fn apply(&mut self, op: &Op) -> Result<OpResult, HarnessError> {
+        self.apply_op(op)
+    }
 
-impl OpResult {
-    pub fn errno(&self) -> Option<&str> {
-        match self {
-            OpResult::Errno { errno } => Some(errno),
-            _ => None,
-        }
-    }
-    fn err(e: Errno) -> OpResult {
-        OpResult::Errno { errno: e.name() }
-    }
-    pub fn render(&self) -> String {
-        match self {
-            OpResult::Skipped { why } => format!("skipped ({why})"),
-            OpResult::Done => "ok".into(),
-            OpResult::Value { value } => format!("{value}"),
-            OpResult::Read {
-                n,
-                returned,
-                eof,
-                truncated,
-                mismatch_at,
-                ..
-            } => {
-                let mut s = if *eof {
-                    "0 (EOF)".to_string()
-                } else if returned != n {
-                    format!("{returned} ({n} copied)")
-                } else {
-                    format!("{n}")
-                };
-                if *truncated {
-                    s.push_str(" MSG_TRUNC");
-                }
-                if let Some(m) = mismatch_at {
-                    s.push_str(&format!(" CORRUPT at stream offset {m}"));
-                }
-                s
-            }
-            OpResult::Errno { errno } => errno.clone(),
-            OpResult::TimedOut => "timed out".into(),
-        }
+    fn snapshot(&mut self, sock: usize) -> Option<SockSnapshot> {
+        self.sockets
+            .get(sock)
+            .and_then(|e| e.as_ref())
+            .filter(|e| !e.closed)
+            .map(snapshot_of)
     }
 }
-
-/// The socket an op acted on, right after the op.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SockSnapshot {
-    pub kind: SockKind,
-    pub local_port: Option<u16>,
-    pub peer_port: Option<u16>,
-    pub tcp: Option<TcpInfo>,
-    pub rcvbuf: Option<i32>,
-}
-
-impl SockSnapshot {
-    pub fn state(&self) -> Option<TcpState> {
-        self.tcp.and_then(|t| TcpState::from_kernel(t.state))
-    }
-}
-
-/// One executed op.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OpOutcome {
-    pub host: Host,
-    /// Index of the op in its host's list.
-    pub index: usize,
-    /// Segment (between barriers) the op ran in.
-    pub segment: usize,
-    pub op: Op,
-    pub result: OpResult,
-    pub sock: Option<SockSnapshot>,
-    /// Nanoseconds since the program started.
-    pub t_ns: u64,
-    /// CLOCK_REALTIME (the capture's clock, [`crate::record::realtime_ns`]) when the op was called and
-    /// when it returned, in ns: a timing check compares the kernel event an op starts (a timer armed by a
-    /// write, a window update sent by a read) with the capture in one clock, and knows how long the op
-    /// itself took (on an overloaded machine a thread can wait tens of ms between the two).
-    #[serde(default)]
-    pub wall_ns: u64,
-    #[serde(default)]
-    pub done_wall_ns: u64,
-}
-
-/// Sockets of one host, kept open until the caller drops them.
-pub struct HostSockets(#[allow(dead_code)] Vec<Option<Entry>>);
 
 struct Entry {
     sock: Socket,
@@ -200,188 +82,7 @@ impl Entry {
     }
 }
 
-/// A barrier for two hosts that gives up after a deadline and can be broken by a failing side.
-struct SyncPoint {
-    state: Mutex<(u32, u64, bool)>,
-    cv: Condvar,
-}
-
-impl SyncPoint {
-    fn new() -> Arc<SyncPoint> {
-        Arc::new(SyncPoint {
-            state: Mutex::new((0, 0, false)),
-            cv: Condvar::new(),
-        })
-    }
-    fn wait(&self) -> bool {
-        let mut st = self.state.lock().unwrap();
-        if st.2 {
-            return false;
-        }
-        let generation = st.1;
-        st.0 += 1;
-        if st.0 == 2 {
-            st.0 = 0;
-            st.1 += 1;
-            self.cv.notify_all();
-            return true;
-        }
-        let deadline = Instant::now() + BARRIER_TIMEOUT;
-        while st.1 == generation && !st.2 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                st.2 = true;
-                self.cv.notify_all();
-                return false;
-            }
-            st = self.cv.wait_timeout(st, left).unwrap().0;
-        }
-        !st.2
-    }
-    fn breaks(&self) {
-        self.state.lock().unwrap().2 = true;
-        self.cv.notify_all();
-    }
-}
-
-/// Breaks the barrier if the host job ends without passing all of it (panic, harness error).
-struct BreakOnDrop(Arc<SyncPoint>, bool);
-impl Drop for BreakOnDrop {
-    fn drop(&mut self) {
-        if !self.1 {
-            self.0.breaks();
-        }
-    }
-}
-
-fn split_segments(ops: &[Op]) -> Vec<Vec<(usize, Op)>> {
-    let mut segs = vec![Vec::new()];
-    for (i, op) in ops.iter().enumerate() {
-        if *op == Op::Sync {
-            segs.push(Vec::new());
-        } else {
-            segs.last_mut().expect("non-empty").push((i, op.clone()));
-        }
-    }
-    segs
-}
-
-/// Runs `program` in `lab`; returns every outcome (a's then b's, each in op order) and the open sockets.
-pub fn run_program(
-    lab: &Lab,
-    program: &Program,
-    cfg: ExecConfig,
-) -> Result<(Vec<OpOutcome>, Vec<HostSockets>), HarnessError> {
-    let segs_a = split_segments(&program.a);
-    let segs_b = split_segments(&program.b);
-    let nseg = segs_a.len().max(segs_b.len());
-    let sync = SyncPoint::new();
-    let start = Instant::now();
-    let start_wall_ns = crate::capture::realtime_ns();
-    let mut pending = Vec::new();
-    for (host, segs) in [(Host::A, segs_a), (Host::B, segs_b)] {
-        let sync = sync.clone();
-        let local = lab.addr(host, cfg.family);
-        let peer = lab.addr(host.other(), cfg.family);
-        pending.push(lab.host(host).submit(move || {
-            let mut guard = BreakOnDrop(sync.clone(), false);
-            let mut exec = HostExec {
-                host,
-                cfg,
-                local,
-                peer,
-                sockets: Vec::new(),
-                start,
-            };
-            let mut outcomes = Vec::new();
-            for s in 0..nseg {
-                if let Some(seg) = segs.get(s) {
-                    for (index, op) in seg {
-                        outcomes.push(exec.step(*index, s, op)?);
-                    }
-                }
-                if s + 1 < nseg && !sync.wait() {
-                    return Err(HarnessError::HostThread(format!(
-                        "{}: the other host did not reach barrier {} within {BARRIER_TIMEOUT:?}",
-                        host.name(),
-                        s + 1
-                    )));
-                }
-            }
-            guard.1 = true;
-            Ok::<_, HarnessError>((outcomes, HostSockets(exec.sockets)))
-        }));
-    }
-    let mut all = Vec::new();
-    let mut sockets = Vec::new();
-    for p in pending {
-        let (outcomes, socks) = p.wait_timeout(BARRIER_TIMEOUT * (nseg as u32 + 1))??;
-        all.extend(outcomes);
-        sockets.push(socks);
-    }
-    record_ops(start_wall_ns, &all);
-    Ok((all, sockets))
-}
-
-/// One executed op placed on the capture's clock, for drawings (the HTML report's ladder margins).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpMark {
-    pub host: Host,
-    /// When the op started, nanoseconds since the Unix epoch (CLOCK_REALTIME, like frame timestamps).
-    pub wall_ns: u64,
-    /// `connect(s0, 5001) -> ECONNREFUSED`.
-    pub text: String,
-}
-
-thread_local! {
-    /// The ops [`run_program`] ran on this thread since [`start_recording_ops`], when recording.
-    static RECORDED_OPS: std::cell::RefCell<Option<Vec<OpMark>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Starts recording the ops every [`run_program`] called on this thread runs (the runner does this around
-/// a property's `execute`, which runs on the worker's thread).
-pub fn start_recording_ops() {
-    RECORDED_OPS.with(|r| *r.borrow_mut() = Some(Vec::new()));
-}
-
-/// The ops recorded since [`start_recording_ops`], in time order; recording stops. `None`: no program ran
-/// through [`run_program`] (the property drove its sockets another way, so op times are not known).
-pub fn take_recorded_ops() -> Option<Vec<OpMark>> {
-    let mut ops = RECORDED_OPS.with(|r| r.borrow_mut().take())?;
-    if ops.is_empty() {
-        return None;
-    }
-    ops.sort_by_key(|o| o.wall_ns);
-    Some(ops)
-}
-
-fn record_ops(start_wall_ns: u64, outcomes: &[OpOutcome]) {
-    RECORDED_OPS.with(|r| {
-        if let Some(list) = r.borrow_mut().as_mut() {
-            list.extend(
-                outcomes
-                    .iter()
-                    .filter(|o| o.op != Op::Sync)
-                    .map(|o| OpMark {
-                        host: o.host,
-                        wall_ns: start_wall_ns + o.t_ns,
-                        text: format!("{} -> {}", o.op.render(), o.result.render()),
-                    }),
-            );
-        }
-    });
-}
-
-struct HostExec {
-    host: Host,
-    cfg: ExecConfig,
-    local: std::net::IpAddr,
-    peer: std::net::IpAddr,
-    sockets: Vec<Option<Entry>>,
-    start: Instant,
-}
-
-fn snapshot(e: &Entry) -> SockSnapshot {
+fn snapshot_of(e: &Entry) -> SockSnapshot {
     SockSnapshot {
         kind: e.kind,
         local_port: e.sock.local_addr().ok().map(|a| a.port()),
@@ -395,36 +96,12 @@ fn snapshot(e: &Entry) -> SockSnapshot {
     }
 }
 
-impl HostExec {
-    fn step(&mut self, index: usize, segment: usize, op: &Op) -> Result<OpOutcome, HarnessError> {
-        let t_ns = self.start.elapsed().as_nanos() as u64;
-        let wall_ns = crate::record::realtime_ns();
-        let result = self.apply(op)?;
-        let done_wall_ns = crate::record::realtime_ns();
-        let sock = op
-            .sock()
-            .and_then(|i| self.sockets.get(i))
-            .and_then(|e| e.as_ref())
-            .filter(|e| !e.closed)
-            .map(snapshot);
-        Ok(OpOutcome {
-            host: self.host,
-            index,
-            segment,
-            op: op.clone(),
-            result,
-            sock,
-            t_ns,
-            wall_ns,
-            done_wall_ns,
-        })
-    }
-
+impl KernelSession {
     fn io_timeout(&self) -> Duration {
         Duration::from_millis(self.cfg.io_timeout_ms as u64)
     }
 
-    fn apply(&mut self, op: &Op) -> Result<OpResult, HarnessError> {
+    fn apply_op(&mut self, op: &Op) -> Result<OpResult, HarnessError> {
         let skipped = |why: &str| Ok(OpResult::Skipped { why: why.into() });
         if let Some(i) = op.sock() {
             match self.sockets.get(i) {
@@ -822,36 +499,4 @@ fn set_linger(sock: &Socket, l: Option<u16>) -> Result<(), Errno> {
     } else {
         Ok(())
     }
-}
-
-thread_local! {
-    /// The socket table of a host thread driven one op at a time (scripted peer runs): it lives as long as
-    /// the host thread, so sockets stay open between ops and close with the lab.
-    static SESSION: std::cell::RefCell<Option<HostExec>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Runs one op on `host`'s thread, keeping that host's sockets between calls (indices as in a program).
-pub fn session_op(
-    lab: &Lab,
-    host: Host,
-    index: usize,
-    op: Op,
-    cfg: ExecConfig,
-) -> Result<OpOutcome, HarnessError> {
-    let local = lab.addr(host, cfg.family);
-    let peer = lab.addr(host.other(), cfg.family);
-    lab.host(host).run(move || {
-        SESSION.with(|s| {
-            let mut s = s.borrow_mut();
-            let exec = s.get_or_insert_with(|| HostExec {
-                host,
-                cfg,
-                local,
-                peer,
-                sockets: Vec::new(),
-                start: Instant::now(),
-            });
-            exec.step(index, 0, &op)
-        })
-    })?
 }
