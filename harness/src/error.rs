@@ -61,6 +61,55 @@ pub enum HarnessError {
     /// A host thread died or did not answer.
     #[error("host thread {0}")]
     HostThread(String),
+    /// The system under test on b crashed, hung, broke the protocol or could not start. A crash mid-case
+    /// is a finding about the SUT: the runner turns [`SutFailureKind::Crashed`] into a failed case
+    /// ("SUT crashed"); every other kind is a case error.
+    #[error("{0}")]
+    Sut(SutFailure),
+}
+
+/// What went wrong with a system under test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SutFailure {
+    pub kind: SutFailureKind,
+    pub message: String,
+    /// The tail of the SUT's stderr, when it ran.
+    pub stderr_tail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SutFailureKind {
+    /// The process exited or was killed by a signal mid-case.
+    Crashed,
+    /// No reply by a request's deadline, or the per-case wall-clock limit passed.
+    Hung,
+    /// A line that is not what `docs/driver-protocol.md` allows there; no hello.
+    Protocol,
+    /// The process could not be started (not found, not executable by the SUT's uid, sandbox setup).
+    Start,
+}
+
+impl SutFailure {
+    pub fn protocol(message: impl Into<String>) -> SutFailure {
+        SutFailure {
+            kind: SutFailureKind::Protocol,
+            message: message.into(),
+            stderr_tail: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for SutFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if !self.stderr_tail.trim().is_empty() {
+            write!(f, "\n  SUT stderr (tail):")?;
+            for line in self.stderr_tail.trim_end().lines() {
+                write!(f, "\n    {line}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl HarnessError {

@@ -60,6 +60,7 @@ pub mod script;
 pub mod snapshot;
 pub mod sock;
 pub mod sockopt;
+pub mod sut;
 pub mod trace;
 pub mod verdict;
 pub mod wire;

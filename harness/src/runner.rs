@@ -170,6 +170,23 @@ impl<P: Property> DynProperty for P {
                 run.trace_text = trace_text;
                 run.drawing = drawing;
             }
+            Ok(Err(HarnessError::Sut(f))) if f.kind == crate::error::SutFailureKind::Crashed => {
+                // The SUT dying mid-case is a finding about it, not a harness failure.
+                let mut v = crate::property::Violation::new(
+                    "docs/driver-protocol.md (failure semantics)",
+                    "SUT crashed",
+                )
+                .field("process")
+                .expected("alive until the harness closes its stdin")
+                .actual(&f.message);
+                v.context = f
+                    .stderr_tail
+                    .trim_end()
+                    .lines()
+                    .map(|l| format!("stderr: {l}"))
+                    .collect();
+                run.status = CaseStatus::Fail { violation: v };
+            }
             Ok(Err(e)) => {
                 run.status = CaseStatus::Error {
                     message: e.to_string(),

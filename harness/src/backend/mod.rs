@@ -12,7 +12,9 @@
 //! ([`TimingBounds`]): Linux's constants for the kernel, the RFCs' bounds for any other stack.
 //!
 //! - [`kernel`] — b's program on the lab host's own kernel sockets.
+//! - [`driven`] — b's program as `netconform-sut/1` requests to a SUT process.
 
+pub mod driven;
 pub mod kernel;
 
 use std::fmt;

@@ -17,6 +17,7 @@ pub mod outcome;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::backend::driven::{DrivenSession, PortBook};
 use crate::backend::kernel::KernelSession;
 use crate::backend::HostSession;
 use crate::error::HarnessError;
@@ -110,16 +111,25 @@ pub fn run_program(
     let start = Instant::now();
     let start_wall_ns = crate::capture::realtime_ns();
     let mut pending = Vec::new();
+    // a's ports, for a driven b to tell whose stream it reads (backend/driven.rs).
+    let ports = Arc::new(PortBook::default());
     for (host, segs) in [(Host::A, segs_a), (Host::B, segs_b)] {
         let sync = sync.clone();
         let local = lab.addr(host, cfg.family);
         let peer = lab.addr(host.other(), cfg.family);
+        let sut = (host == Host::B).then(|| lab.sut()).flatten();
+        let ports = ports.clone();
         pending.push(lab.host(host).submit(move || {
             let mut guard = BreakOnDrop(sync.clone(), false);
+            let session: Box<dyn HostSession> = match sut {
+                Some(sut) => Box::new(DrivenSession::new(sut, cfg, ports.clone())),
+                None => Box::new(KernelSession::new(cfg, local, peer)),
+            };
             let mut exec = HostExec {
                 host,
-                session: Box::new(KernelSession::new(cfg, local, peer)),
+                session,
                 start,
+                ports: (host == Host::A).then_some(ports),
             };
             let mut outcomes = Vec::new();
             for s in 0..nseg {
@@ -204,6 +214,8 @@ struct HostExec {
     host: Host,
     session: Box<dyn HostSession>,
     start: Instant,
+    /// Where a's local ports are published (a's session of a program run).
+    ports: Option<Arc<PortBook>>,
 }
 
 impl HostExec {
@@ -213,6 +225,9 @@ impl HostExec {
         let result = self.session.apply(op)?;
         let done_wall_ns = crate::record::realtime_ns();
         let sock = op.sock().and_then(|i| self.session.snapshot(i));
+        if let (Some(book), Some(port)) = (&self.ports, sock.as_ref().and_then(|s| s.local_port)) {
+            book.insert(port);
+        }
         Ok(OpOutcome {
             host: self.host,
             index,
@@ -250,6 +265,7 @@ pub fn session_op(
                 host,
                 session: Box::new(KernelSession::new(cfg, local, peer)),
                 start: Instant::now(),
+                ports: None,
             });
             exec.step(index, 0, &op)
         })

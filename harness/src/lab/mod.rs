@@ -606,6 +606,13 @@ impl Lab {
         &self.config
     }
 
+    /// The SUT driven on b, when b is not the lab's kernel (`--sut`).
+    pub fn sut(
+        &self,
+    ) -> Option<std::sync::Arc<std::sync::Mutex<dyn crate::backend::driven::Conversation>>> {
+        None
+    }
+
     /// True when `inode` is one of this lab's namespaces.
     pub fn owns_netns(&self, inode: u64) -> bool {
         inode == self.a.netns().inode() || inode == self.b.netns().inode()
