@@ -178,6 +178,22 @@ impl Sut {
         got
     }
 
+    /// Waits until the adapter's stderr (read by another thread) contains `text`.
+    fn wait_for_stderr(&self, text: &str) {
+        let deadline = Instant::now() + REPLY_GRACE;
+        loop {
+            let stderr = self.stderr.lock().unwrap().clone();
+            if stderr.contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} not on stderr within {REPLY_GRACE:?}:\n{stderr}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Closes stdin and returns how long the adapter took to exit, and whether it exited 0.
     fn end(&mut self) -> (Duration, bool) {
         drop(self.stdin.take());
@@ -591,11 +607,7 @@ fn unknown_requests_are_unsupported_and_broken_lines_einval() {
     // A line without an id gets no reply (it is reported on stderr) and the next request is answered.
     sut.send_raw("hello world");
     sut.ok(json!({"op": "socket", "kind": "udp"}));
-    assert!(
-        sut.stderr.lock().unwrap().contains("hello world"),
-        "stderr: {}",
-        sut.stderr.lock().unwrap()
-    );
+    sut.wait_for_stderr("hello world");
 }
 
 /// At the end of a case the adapter aborts what is open: a second adapter in the same namespace, holding the
