@@ -7,9 +7,11 @@
 //!   frames, field, expected, actual); [`verdict::Findings`] collects them during a check.
 //! - [`ops`] — the operation language: per-host op lists, sockets by index, ops that do not apply are no-ops.
 //! - [`model`] — the reference model: generates meaningful programs and predicts what their outcomes must be.
-//! - [`lab`] — hosts `a`/`b` in anonymous network namespaces on their own threads, veth over netlink, offloads
-//!   off (ethtool ioctl), sysctls and `--exec` commands per host, the privilege check.
-//! - [`link`] — the other links: the TUN relay with seeded impairments and the scripted peer's TUN end.
+//! - [`lab`] — a lab is hosts plus a built link: `lab::hosts` (hosts `a`/`b` in anonymous network namespaces
+//!   on their own threads, sysctls and `--exec` commands per host, addresses; never imports `link`), netlink,
+//!   ethtool ioctl, the privilege check; `Lab::build` is the one place a link kind is chosen.
+//! - [`link`] — links that build themselves, one file each (`veth`, `relay`, `peer`) behind the
+//!   [`link::BuiltLink`] trait; packet ends, TUN devices and the relay's seeded impairments.
 //! - [`script`] — scripts for the scripted peer: crafted segments injected, b's answers matched in order.
 //! - [`record`] — what relay and peer record (frames, link decisions) and the clock every frame is stamped with.
 //! - [`backend`] — what executes a host's program (b's kernel today): subjects, needs, what a backend

@@ -260,13 +260,7 @@ fn execute_and_check<P: Property>(
     let ops = crate::exec::take_recorded_ops();
     let observed = observed?;
     // Answers still in flight need the link's round trip on top of the property's own settle time.
-    let link_rtt = match &config.link {
-        crate::link::LinkSpec::Veth | crate::link::LinkSpec::Peer => Duration::ZERO,
-        crate::link::LinkSpec::Relay(r) => Duration::from_micros(
-            r.a_to_b.delay_us + r.a_to_b.jitter_us + r.b_to_a.delay_us + r.b_to_a.jitter_us,
-        ),
-    };
-    std::thread::sleep(prop.settle(case) + link_rtt * 2);
+    std::thread::sleep(prop.settle(case) + lab.link_round_trip() * 2);
     let _checking = gate.acquire();
     let captured = capture.stop()?;
     let rcvbuf_limit = [
@@ -782,21 +776,13 @@ fn rerun_invalid(prop: &dyn DynProperty, spec: &CaseSpec, gate: &CpuGate, run: &
 }
 
 /// The lab settings of one case: the user's, with a relay's seed derived from the case's seed, so every case
-/// of a `--link relay` run gets its own loss pattern and its case file replays exactly that pattern.
+/// of a `--link relay` run gets its own loss pattern and its case file replays exactly that pattern
+/// ([`crate::link::LinkSpec::for_case`]).
 pub fn case_lab(user: &LabConfig, case_seed: u64) -> LabConfig {
-    let mut lab = user.clone();
-    if let crate::link::LinkSpec::Relay(relay) = &mut lab.link {
-        relay.seed = relay_seed(relay.seed, case_seed);
+    LabConfig {
+        link: user.link.for_case(case_seed),
+        ..user.clone()
     }
-    lab
-}
-
-/// A relay seed from the run's relay seed and the case seed (splitmix64 of their mix).
-fn relay_seed(run_relay_seed: u64, case_seed: u64) -> u64 {
-    let mut z = run_relay_seed ^ case_seed.rotate_left(17) ^ 0x005e_ed0f_4e1a_u64;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// A finished case as a worker hands it back: property index, run, (case file, pcapng), write error, shrink.

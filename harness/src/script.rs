@@ -24,7 +24,7 @@ use crate::error::HarnessError;
 use crate::exec::{session_op, ExecConfig, OpOutcome};
 use crate::frame::Host;
 use crate::lab::Lab;
-use crate::link::peer::Peer;
+use crate::link::Peer;
 use crate::ops::Op;
 use crate::property::Violation;
 use crate::wire::{checksum, parse_ip, SeqNumber, TcpFlags, TcpOption, TcpRepr};

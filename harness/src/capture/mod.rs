@@ -78,7 +78,7 @@ impl Capture {
                 }
                 let link_events = events
                     .into_iter()
-                    .map(|e| crate::link::LinkEvent {
+                    .map(|e| crate::record::LinkEvent {
                         frame: new_index[e.frame],
                         kind: e.kind,
                     })
