@@ -237,6 +237,18 @@ struct RunArgs {
     /// Test only: inject a deliberate error into the model's predictions.
     #[arg(long, hide = true, value_enum)]
     model_fault: Option<ModelFaultArg>,
+    /// Put a system under test on host b instead of its kernel: a command speaking netconform-sut/1 on
+    /// stdin/stdout (docs/driver-protocol.md), e.g. --sut netconform-sut-kernel. Placeholders {addr},
+    /// {addr6}, {peer}, {peer6}, {dev}, {mtu}, {family}, {seed}, {case}; split like a shell, run by none.
+    #[arg(long)]
+    sut: Option<String>,
+    /// With --sut: how the SUT reaches the wire: fd (fd 3, one packet per read/write), or kernel (the lab
+    /// addresses on a device in the SUT's namespace, for a kernel adapter).
+    #[arg(long, default_value = "fd", requires = "sut")]
+    attach: String,
+    /// With --sut: wall-clock limit per case, in seconds.
+    #[arg(long, default_value_t = 60, requires = "sut")]
+    sut_limit: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -340,6 +352,38 @@ fn list(json: bool, markdown: bool) {
     let _ = out.write_all(text.as_bytes());
 }
 
+/// The SUT of `--sut COMMAND --attach A`, checked against the rest of the lab settings.
+fn sut_spec(
+    command: &str,
+    attach: &str,
+    limit_s: u64,
+    lab: &LabConfig,
+) -> Result<harness::sut::SutSpec, HarnessError> {
+    let words = harness::sut::SutSpec::split_command(command)
+        .map_err(|e| HarnessError::Usage(format!("--sut: {e}")))?;
+    let attach = harness::sut::Attach::parse(attach).ok_or_else(|| {
+        HarnessError::Usage(format!(
+            "--attach {attach}: expected fd, kernel or tun[:NAME]"
+        ))
+    })?;
+    if lab.sysctls.iter().any(|s| s.host == harness::frame::Host::B)
+        || lab.exec.iter().any(|e| e.host == harness::frame::Host::B)
+    {
+        return Err(HarnessError::Usage(
+            "--sysctl b:/--exec b: need a kernel on b; with --sut, b is the system under test (settings for a still apply)"
+                .into(),
+        ));
+    }
+    if limit_s == 0 {
+        return Err(HarnessError::Usage("--sut-limit must be at least 1 s".into()));
+    }
+    Ok(harness::sut::SutSpec {
+        command: words,
+        attach,
+        case_limit_ms: limit_s * 1000,
+    })
+}
+
 fn select(args: &RunArgs) -> Result<Vec<&'static dyn DynProperty>, HarnessError> {
     let all = suites::all();
     for s in &args.suites {
@@ -417,17 +461,61 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         });
     }
     harness::lab::privileges::check()?;
+    let mut offer = harness::backend::Offer::kernel();
+    let mut families = match args.family {
+        FamilyArg::Ipv4 => vec![Family::Ipv4],
+        FamilyArg::Ipv6 => vec![Family::Ipv6],
+        FamilyArg::Both => vec![Family::Ipv4, Family::Ipv6],
+    };
+    if let Some(command) = &args.sut {
+        let spec = sut_spec(command, &args.attach, args.sut_limit, &lab)?;
+        if args.snapshots {
+            return Err(HarnessError::Usage(
+                "--snapshots compares the kernel's behaviour with snapshots/<profile>/; it does not apply to --sut"
+                    .into(),
+            ));
+        }
+        let hello = harness::sut::process::probe(&spec).map_err(|e| match e {
+            HarnessError::Sut(f) => HarnessError::Usage(format!(
+                "--sut {command}: {f}\n(check it with `netconform sut-check {command}`)"
+            )),
+            other => other,
+        })?;
+        if !hello.ipv6() {
+            families.retain(|f| *f == Family::Ipv4);
+            if families.is_empty() {
+                return Err(HarnessError::Usage(format!(
+                    "--family ipv6: the SUT ({}) declares only {:?}",
+                    hello.stack, hello.families
+                )));
+            }
+        }
+        eprintln!(
+            "sut: {} ({}), attachment {}, caps {}",
+            hello.stack,
+            hello.families.join("+"),
+            args.attach,
+            hello
+                .caps
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        offer = harness::backend::Offer {
+            backend: hello.stack.clone(),
+            kernel: false,
+            caps: hello.caps.clone(),
+            ipv6: hello.ipv6(),
+        };
+        lab.sut = Some(spec);
+    }
     let seed = args
         .seed
         .unwrap_or_else(|| harness::capture::realtime_ns() % 1_000_000_000);
     if let harness::link::LinkSpec::Relay(spec) = &mut lab.link {
         spec.seed = seed;
     }
-    let families = match args.family {
-        FamilyArg::Ipv4 => vec![Family::Ipv4],
-        FamilyArg::Ipv6 => vec![Family::Ipv6],
-        FamilyArg::Both => vec![Family::Ipv4, Family::Ipv6],
-    };
     let opts = RunOptions {
         cases: args.cases,
         seed,
@@ -443,7 +531,7 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         shrink_max_cases: args.shrink_cases,
         confirm_runs: args.confirm,
         html: args.html.is_some(),
-        offer: harness::backend::Offer::kernel(),
+        offer,
     };
     let fault = args.model_fault.map(|f| match f {
         ModelFaultArg::WriteAfterShutdownSucceeds => {

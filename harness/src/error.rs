@@ -113,6 +113,14 @@ impl std::fmt::Display for SutFailure {
 }
 
 impl HarnessError {
+    /// A SUT that could not be started (sandbox setup, program not found or not executable).
+    pub fn sut_start(message: impl Into<String>) -> Self {
+        HarnessError::Sut(SutFailure {
+            kind: SutFailureKind::Start,
+            message: message.into(),
+            stderr_tail: String::new(),
+        })
+    }
     pub fn lab(step: impl Into<String>, source: io::Error) -> Self {
         HarnessError::Lab {
             step: step.into(),

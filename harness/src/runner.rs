@@ -245,7 +245,14 @@ fn execute_and_check<P: Property>(
     }
     // Building the lab is CPU-bound (namespaces, netlink); executing mostly waits, and holds no slot.
     let building = gate.acquire();
-    let lab = Lab::build(&config)?;
+    let ctx = crate::sut::CaseContext {
+        family: spec.family,
+        seed: spec.seed,
+        case: format!("{}#{}", spec.property, spec.index),
+        mtu: config.mtu.unwrap_or(1500),
+        port: None,
+    };
+    let lab = Lab::build_case(&config, &ctx)?;
     let capture = lab.start_capture()?;
     drop(building);
     let start_ns = realtime_ns();
@@ -253,7 +260,11 @@ fn execute_and_check<P: Property>(
         lab: &lab,
         family: spec.family,
         seed: spec.seed,
-        timing: crate::backend::Offer::kernel().timing(),
+        timing: if config.sut.is_some() {
+            crate::backend::TimingBounds::RFC
+        } else {
+            crate::backend::TimingBounds::LINUX
+        },
     };
     crate::exec::start_recording_ops();
     let observed = prop.execute(case, &env);
@@ -265,7 +276,8 @@ fn execute_and_check<P: Property>(
     let captured = capture.stop()?;
     let rcvbuf_limit = [
         Some(lab.rcvbuf_limit(Host::A)),
-        Some(lab.rcvbuf_limit(Host::B)),
+        // No kernel on b bounds a SUT's window by a buffer netconform knows.
+        config.sut.is_none().then(|| lab.rcvbuf_limit(Host::B)),
     ];
     let mut trace = Trace::build(&captured.frames, &lab_host_addrs(), Some(start_ns));
     trace.link_events = captured.link_events.clone();

@@ -28,6 +28,7 @@ pub mod privileges;
 pub mod worker;
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,8 @@ use crate::link::peer::PeerLink;
 use crate::link::relay::Relay;
 use crate::link::veth::Veth;
 use crate::link::{BuiltLink, LinkOptions, LinkSpec, Peer};
+use crate::sut::process::SutProcess;
+use crate::sut::{CaseContext, SutSpec};
 use crate::sock::Family;
 pub use hosts::{host_addr, prefix_len, ExecCommand, Hosts, SysctlSetting, EXEC_TIMEOUT, IFNAME};
 pub use worker::{HostWorker, Pending};
@@ -59,11 +62,16 @@ pub struct LabConfig {
     /// How the hosts are joined (veth, or the impairing relay).
     #[serde(default)]
     pub link: LinkSpec,
+    /// The system under test on b (`--sut`); none: b is the lab's kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sut: Option<SutSpec>,
 }
 
 /// A built lab: the hosts and the link between them. Dropping it tears everything down (the host threads end
 /// first, then the link stops; the kernel frees the namespaces).
 pub struct Lab {
+    /// Ended first: the SUT's PID namespace goes before the namespaces and link it used.
+    sut: Option<Arc<Mutex<SutProcess>>>,
     hosts: Hosts,
     link: Box<dyn BuiltLink>,
     config: LabConfig,
@@ -82,22 +90,66 @@ fn build_link(spec: &LinkSpec, hosts: &Hosts, options: &LinkOptions) -> Result<B
 impl Lab {
     /// Builds a lab with the link the config asks for.
     pub fn build(config: &LabConfig) -> Result<Lab> {
+        Lab::build_case(
+            config,
+            &CaseContext {
+                family: Family::Ipv4,
+                seed: 0,
+                case: "lab".into(),
+                mtu: config.mtu.unwrap_or(1500),
+                port: None,
+            },
+        )
+    }
+
+    /// Builds the lab of one case: with a SUT on b (`config.sut`), the SUT is started for `case` once
+    /// the link is up, and has said hello when this returns.
+    pub fn build_case(config: &LabConfig, case: &CaseContext) -> Result<Lab> {
         let hosts = Hosts::spawn()?;
         let options = LinkOptions {
             mtu: config.mtu,
             static_neighbours: !config.dynamic_neighbours,
         };
-        let link = build_link(&config.link, &hosts, &options)?;
-        let mut rcvbuf_limit = hosts.apply_user_settings(&config.sysctls, &config.exec)?;
-        if let Some(played) = link.played_host() {
-            rcvbuf_limit[played as usize] = rcvbuf_limit[played.other() as usize];
-        }
+        let Some(sut_spec) = &config.sut else {
+            let link = build_link(&config.link, &hosts, &options)?;
+            let mut rcvbuf_limit = hosts.apply_user_settings(&config.sysctls, &config.exec)?;
+            if let Some(played) = link.played_host() {
+                rcvbuf_limit[played as usize] = rcvbuf_limit[played.other() as usize];
+            }
+            return Ok(Lab {
+                sut: None,
+                hosts,
+                link,
+                config: config.clone(),
+                rcvbuf_limit,
+            });
+        };
+        // b is the SUT: the relay (the user's impairments, or none) joins a's TUN device to b's end.
+        let relay = match &config.link {
+            LinkSpec::Relay(r) => r.clone(),
+            _ => Default::default(),
+        };
+        let end = crate::link::sut::prepare_b(&hosts, &options, &sut_spec.attach)?;
+        let link: Box<dyn BuiltLink> =
+            Box::new(crate::link::sut::build(&hosts, &options, end.end, &relay)?);
+        // Only a's settings: b's sysctls and commands need a kernel on b (refused with --sut).
+        let rcvbuf_limit = hosts.apply_user_settings(&config.sysctls, &config.exec)?;
+        let (spec, ctx, fd3) = (sut_spec.clone(), case.clone(), end.fd3);
+        let process = hosts
+            .host(Host::B)
+            .run(move || SutProcess::start(&spec, &ctx, fd3))??;
         Ok(Lab {
+            sut: Some(Arc::new(Mutex::new(process))),
             hosts,
             link,
             config: config.clone(),
             rcvbuf_limit,
         })
+    }
+
+    /// The SUT process on b, for what the driver does not cover (its stderr, its transcript).
+    pub fn sut_process(&self) -> Option<&Arc<Mutex<SutProcess>>> {
+        self.sut.as_ref()
     }
 
     /// The scripted peer of a peer lab.
@@ -137,10 +189,10 @@ impl Lab {
     }
 
     /// The SUT driven on b, when b is not the lab's kernel (`--sut`).
-    pub fn sut(
-        &self,
-    ) -> Option<std::sync::Arc<std::sync::Mutex<dyn crate::backend::driven::Conversation>>> {
-        None
+    pub fn sut(&self) -> Option<Arc<Mutex<dyn crate::backend::driven::Conversation>>> {
+        self.sut
+            .clone()
+            .map(|p| p as Arc<Mutex<dyn crate::backend::driven::Conversation>>)
     }
 
     /// True when `inode` is one of this lab's namespaces.

@@ -10,6 +10,8 @@
 //! - [`impairment`] — what the relay does to each packet, decided from a seed (pure, no devices).
 //! - [`endpoint`] — packet ends: descriptors on which one read or write is one IP packet; the [`Peer`].
 //! - [`tun`] — a TUN device `nc0` in a host's namespace, as a packet end.
+//! - [`sut`] — b is a system under test: a's TUN relayed to b's end (a socketpair, or a TUN with the lab
+//!   addresses for a kernel adapter).
 //!
 //! A new kind is a file with a `build` function and a [`BuiltLink`] impl, a [`LinkSpec`] and [`LinkKind`]
 //! variant, and an arm in [`crate::lab::Lab::build`]. A link whose b end is not in a namespace netconform
@@ -22,6 +24,7 @@ pub mod endpoint;
 pub mod impairment;
 pub mod peer;
 pub mod relay;
+pub mod sut;
 pub mod tun;
 pub mod veth;
 

@@ -4,14 +4,18 @@
 //!
 //! - [`driver`] — the line-JSON conversation: hello, requests with deadlines, faults named by their line.
 //! - [`base64`] — the data fields' encoding.
+//! - [`process`] — one SUT per case: started in the sandbox, said hello, ended with the case.
+//! - [`sandbox`] — untrusted code: unprivileged uid, own PID and mount namespaces, rlimits, nothing left.
 
 pub mod base64;
 pub mod driver;
+pub mod process;
+
 
 use serde::{Deserialize, Serialize};
 
 use crate::frame::Host;
-use crate::lab::{host_addr, prefix_len};
+use crate::lab::hosts::{host_addr, prefix_len};
 use crate::sock::Family;
 
 /// How the SUT reaches the wire (`docs/driver-protocol.md`, "Attachment").
@@ -191,6 +195,31 @@ impl SutSpec {
             })
             .collect()
     }
+}
+
+/// A `socketpair(AF_UNIX, SOCK_SEQPACKET)`: one read or write is one packet (the `fd` attachment).
+pub fn seqpacket_pair() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: fds is a live array of two ints, as socketpair(2) requires.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: socketpair succeeded: both descriptors are new and owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
 }
 
 /// What a SUT is told about the case it serves.
