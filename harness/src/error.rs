@@ -58,6 +58,10 @@ pub enum HarnessError {
         #[source]
         source: io::Error,
     },
+    /// A system under test could not be started or ended (program not reachable by its uid, a namespace,
+    /// mount or credential step of the sandbox); the message names the step and the remedy.
+    #[error("{0}")]
+    Sut(String),
     /// A host thread died or did not answer.
     #[error("host thread {0}")]
     HostThread(String),
