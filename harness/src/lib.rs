@@ -12,6 +12,7 @@
 //! - [`link`] — the other links: the TUN relay with seeded impairments and the scripted peer's TUN end.
 //! - [`script`] — scripts for the scripted peer: crafted segments injected, b's answers matched in order.
 //! - [`record`] — what relay and peer record (frames, link decisions) and the clock every frame is stamped with.
+//! - [`sut`] — systems under test beyond the kernel: the sandbox an untrusted SUT process runs in.
 //! - [`backend`] — what executes a host's program (b's kernel today): subjects, needs, what a backend
 //!   offers, and the timing bounds it is held to.
 //! - [`exec`] — the executor: runs a program through both hosts' backends between barriers, records every
@@ -60,6 +61,7 @@ pub mod script;
 pub mod snapshot;
 pub mod sock;
 pub mod sockopt;
+pub mod sut;
 pub mod trace;
 pub mod verdict;
 pub mod wire;
