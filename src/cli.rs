@@ -366,7 +366,10 @@ fn sut_spec(
             "--attach {attach}: expected fd, kernel or tun[:NAME]"
         ))
     })?;
-    if lab.sysctls.iter().any(|s| s.host == harness::frame::Host::B)
+    if lab
+        .sysctls
+        .iter()
+        .any(|s| s.host == harness::frame::Host::B)
         || lab.exec.iter().any(|e| e.host == harness::frame::Host::B)
     {
         return Err(HarnessError::Usage(
@@ -375,7 +378,9 @@ fn sut_spec(
         ));
     }
     if limit_s == 0 {
-        return Err(HarnessError::Usage("--sut-limit must be at least 1 s".into()));
+        return Err(HarnessError::Usage(
+            "--sut-limit must be at least 1 s".into(),
+        ));
     }
     Ok(harness::sut::SutSpec {
         command: words,

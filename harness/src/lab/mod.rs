@@ -38,9 +38,9 @@ use crate::link::peer::PeerLink;
 use crate::link::relay::Relay;
 use crate::link::veth::Veth;
 use crate::link::{BuiltLink, LinkOptions, LinkSpec, Peer};
+use crate::sock::Family;
 use crate::sut::process::SutProcess;
 use crate::sut::{CaseContext, SutSpec};
-use crate::sock::Family;
 pub use hosts::{host_addr, prefix_len, ExecCommand, Hosts, SysctlSetting, EXEC_TIMEOUT, IFNAME};
 pub use worker::{HostWorker, Pending};
 

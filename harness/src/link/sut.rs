@@ -55,6 +55,11 @@ pub fn prepare_b(hosts: &Hosts, options: &LinkOptions, attach: &Attach) -> Resul
 }
 
 /// The relay between a's TUN device and b's end.
-pub fn build(hosts: &Hosts, options: &LinkOptions, b: PacketEnd, spec: &RelaySpec) -> Result<Relay> {
+pub fn build(
+    hosts: &Hosts,
+    options: &LinkOptions,
+    b: PacketEnd,
+    spec: &RelaySpec,
+) -> Result<Relay> {
     Relay::build_to_end(hosts, options, b, spec)
 }

@@ -10,7 +10,7 @@
 pub mod base64;
 pub mod driver;
 pub mod process;
-
+pub mod sandbox;
 
 use serde::{Deserialize, Serialize};
 
@@ -241,10 +241,10 @@ mod tests {
     #[test]
     fn commands_split_like_a_shell_and_placeholders_fill() {
         assert_eq!(
-            SutSpec::split_command(r#"./sut --addr {addr} "two words" 'it''s' a\ b"#).unwrap(),
-            vec!["./sut", "--addr", "{addr}", "two words", "its", "a b"]
+            SutSpec::split_command(r#"my-sut --addr {addr} "two words" 'it''s' a\ b"#).unwrap(),
+            vec!["my-sut", "--addr", "{addr}", "two words", "its", "a b"]
         );
-        assert!(SutSpec::split_command("./sut 'open").is_err());
+        assert!(SutSpec::split_command("my-sut 'open").is_err());
         assert!(SutSpec::split_command("   ").is_err());
         let spec = SutSpec {
             command: vec![
