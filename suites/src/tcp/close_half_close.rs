@@ -290,6 +290,14 @@ impl Property for HalfClose {
             });
         }
         for s in segs.iter().filter(|s| s.flags.rst) {
+            if answers_after_close(&segs, s) {
+                // The side that closed last is CLOSED once its FIN is acknowledged; a segment arriving after
+                // that (a duplicate ACK, a window update) meets no connection and is answered by a RST
+                // (RFC 9293 §3.10.7.1). The half-close itself completed.
+                findings
+                    .note("a segment after the close completed was answered by a RST from CLOSED");
+                continue;
+            }
             findings.push(
                 Violation::new(CLAUSE, "the half-closed connection was reset")
                     .frame(s.number)
@@ -304,6 +312,33 @@ impl Property for HalfClose {
         findings.append(sockets);
         findings.verdict()
     }
+}
+
+/// True when `rst` comes from a side whose connection had fully closed — its FIN acknowledged by the other
+/// side, the other side's FIN acknowledged by it — and answers a segment of the other side the way a closed
+/// port does (no ACK flag, the sequence number that segment acknowledged).
+fn answers_after_close(segs: &[Seg], rst: &Seg) -> bool {
+    let (me, other) = (rst.from, rst.from.other());
+    let before = |s: &&Seg| s.index < rst.index;
+    let fin_end = |host: Host| {
+        segs.iter()
+            .filter(before)
+            .find(|s| s.from == host && s.flags.fin)
+            .map(|s| s.seq.wrapping_add(s.seg_len()))
+    };
+    let (Some(my_fin_end), Some(their_fin_end)) = (fin_end(me), fin_end(other)) else {
+        return false;
+    };
+    let acked = |by: Host, end: u32| {
+        segs.iter()
+            .filter(before)
+            .any(|s| s.from == by && s.flags.ack && s.ack.wrapping_sub(end) as i32 >= 0)
+    };
+    let answered = segs
+        .iter()
+        .filter(before)
+        .any(|s| s.from == other && s.flags.ack && s.ack == rst.seq);
+    !rst.flags.ack && acked(other, my_fin_end) && acked(me, their_fin_end) && answered
 }
 
 /// What each side of a half-close read (reported after the wire findings: the wire says why a read failed).

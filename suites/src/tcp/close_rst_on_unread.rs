@@ -10,6 +10,9 @@ use harness::HarnessError;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+/// How long b's ops after a's close wait for what the close sent (returns at its arrival).
+const RESET_WAIT_MS: u32 = 1_000;
+
 /// close() with unread data aborts with RST (lab Q35).
 ///
 /// RFC 9293 §3.6 (SHLD-3 via RFC 1122 §4.2.2.13): a host that closes a connection while received data is
@@ -125,7 +128,12 @@ impl Property for RstOnUnread {
         let (outcomes, sockets) = harness::exec::run_program(
             env.lab,
             &Program { a, b },
-            harness::exec::ExecConfig::new(env.seed, env.family),
+            harness::exec::ExecConfig {
+                // b's read waits for the RST (or FIN) a's close sends: it returns as soon as that arrives, and
+                // a relay or a SUT under load may take longer than the default 40 ms to deliver it.
+                io_timeout_ms: RESET_WAIT_MS,
+                ..harness::exec::ExecConfig::new(env.seed, env.family)
+            },
         )?;
         Ok(crate::conn::ProgramObserved { outcomes, sockets })
     }
