@@ -480,38 +480,55 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
                     .into(),
             ));
         }
-        let hello = harness::sut::process::probe(&spec).map_err(|e| match e {
-            HarnessError::Sut(f) => HarnessError::Usage(format!(
-                "--sut {command}: {f}\n(check it with `netconform sut-check {command}`)"
-            )),
-            other => other,
-        })?;
-        if !hello.ipv6() {
-            families.retain(|f| *f == Family::Ipv4);
-            if families.is_empty() {
-                return Err(HarnessError::Usage(format!(
-                    "--family ipv6: the SUT ({}) declares only {:?}",
-                    hello.stack, hello.families
-                )));
+        offer = match harness::sut::process::probe(&spec) {
+            Ok(hello) => {
+                if !hello.ipv6() {
+                    families.retain(|f| *f == Family::Ipv4);
+                    if families.is_empty() {
+                        return Err(HarnessError::Usage(format!(
+                            "--family ipv6: the SUT ({}) declares only {:?}",
+                            hello.stack, hello.families
+                        )));
+                    }
+                }
+                eprintln!(
+                    "sut: {} ({}), attachment {}, caps {}",
+                    hello.stack,
+                    hello.families.join("+"),
+                    args.attach,
+                    hello
+                        .caps
+                        .iter()
+                        .map(|c| c.name())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                harness::backend::Offer {
+                    backend: hello.stack.clone(),
+                    kernel: false,
+                    caps: hello.caps.clone(),
+                    ipv6: hello.ipv6(),
+                }
             }
-        }
-        eprintln!(
-            "sut: {} ({}), attachment {}, caps {}",
-            hello.stack,
-            hello.families.join("+"),
-            args.attach,
-            hello
-                .caps
-                .iter()
-                .map(|c| c.name())
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        offer = harness::backend::Offer {
-            backend: hello.stack.clone(),
-            kernel: false,
-            caps: hello.caps.clone(),
-            ipv6: hello.ipv6(),
+            // Every case starts the SUT again: each reports what went wrong, as its own result. The run
+            // assumes the least the contract lets a SUT offer (TCP over IPv4).
+            Err(HarnessError::Sut(f)) => {
+                eprintln!(
+                    "sut: the SUT failed before any case ({f}); each case will report it \
+                     (debug the adapter with `netconform sut-check {command}`)"
+                );
+                families.retain(|f| *f == Family::Ipv4);
+                if families.is_empty() {
+                    families.push(Family::Ipv4);
+                }
+                harness::backend::Offer {
+                    backend: "a SUT that did not say hello".into(),
+                    kernel: false,
+                    caps: vec![harness::backend::Cap::Tcp],
+                    ipv6: false,
+                }
+            }
+            Err(other) => return Err(other),
         };
         lab.sut = Some(spec);
     }

@@ -68,6 +68,22 @@ pub enum HarnessError {
     Sut(SutFailure),
 }
 
+/// The last lines of a SUT's stderr as reports quote them: at most 20, each cut at 160 characters.
+pub fn stderr_lines(tail: &str) -> Vec<String> {
+    let lines: Vec<&str> = tail.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(20)..]
+        .iter()
+        .map(|l| {
+            if l.chars().count() > 160 {
+                let cut: String = l.chars().take(160).collect();
+                format!("{cut}… ({} bytes)", l.len())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect()
+}
+
 /// What went wrong with a system under test.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SutFailure {
@@ -104,7 +120,7 @@ impl std::fmt::Display for SutFailure {
         f.write_str(&self.message)?;
         if !self.stderr_tail.trim().is_empty() {
             write!(f, "\n  SUT stderr (tail):")?;
-            for line in self.stderr_tail.trim_end().lines() {
+            for line in stderr_lines(&self.stderr_tail) {
                 write!(f, "\n    {line}")?;
             }
         }

@@ -179,11 +179,9 @@ impl<P: Property> DynProperty for P {
                 .field("process")
                 .expected("alive until the harness closes its stdin")
                 .actual(&f.message);
-                v.context = f
-                    .stderr_tail
-                    .trim_end()
-                    .lines()
-                    .map(|l| format!("stderr: {l}"))
+                v.context = crate::error::stderr_lines(&f.stderr_tail)
+                    .into_iter()
+                    .map(|l| format!("SUT stderr: {l}"))
                     .collect();
                 run.status = CaseStatus::Fail { violation: v };
             }

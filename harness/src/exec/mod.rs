@@ -140,7 +140,7 @@ pub fn run_program(
                 }
                 if s + 1 < nseg && !sync.wait() {
                     return Err(HarnessError::HostThread(format!(
-                        "{}: the other host did not reach barrier {} within {BARRIER_TIMEOUT:?}",
+                        "{}: the other host did not reach barrier {} (it failed, or took over {BARRIER_TIMEOUT:?})",
                         host.name(),
                         s + 1
                     )));
@@ -150,15 +150,42 @@ pub fn run_program(
             Ok::<_, HarnessError>((outcomes, HostSockets(exec.session)))
         }));
     }
+    let results: Vec<_> = pending
+        .into_iter()
+        .map(|p| {
+            p.wait_timeout(BARRIER_TIMEOUT * (nseg as u32 + 1))
+                .and_then(|r| r)
+        })
+        .collect();
+    // When one host fails, the other reports a broken barrier: the first cause is the failing host's own
+    // error, and a SUT's fault (crash, hang) is always a cause.
+    if let Some(i) = results
+        .iter()
+        .position(|r| matches!(r, Err(HarnessError::Sut(_))))
+        .or_else(|| {
+            results
+                .iter()
+                .position(|r| r.is_err() && !is_broken_barrier(r))
+        })
+    {
+        if let Some(Err(e)) = results.into_iter().nth(i) {
+            return Err(e);
+        }
+        unreachable!("position() found an error");
+    }
     let mut all = Vec::new();
     let mut sockets = Vec::new();
-    for p in pending {
-        let (outcomes, socks) = p.wait_timeout(BARRIER_TIMEOUT * (nseg as u32 + 1))??;
+    for r in results {
+        let (outcomes, socks) = r?;
         all.extend(outcomes);
         sockets.push(socks);
     }
     record_ops(start_wall_ns, &all);
     Ok((all, sockets))
+}
+
+fn is_broken_barrier<T>(r: &Result<T, HarnessError>) -> bool {
+    matches!(r, Err(HarnessError::HostThread(m)) if m.contains("did not reach barrier"))
 }
 
 /// One executed op placed on the capture's clock, for drawings (the HTML report's ladder margins).

@@ -24,6 +24,11 @@ pub const REPLY_GRACE: Duration = Duration::from_secs(1);
 /// The longest line accepted from a SUT (a 64 KiB read, base64-encoded, fits with room to spare).
 pub const MAX_LINE: usize = 1 << 20;
 
+/// Unsolicited events kept per SUT (later ones are counted, not kept: a flooding SUT costs no memory).
+pub const EVENTS_KEPT: usize = 1000;
+/// Transcript lines kept per SUT (the latest ones).
+pub const TRANSCRIPT_KEPT: usize = 2000;
+
 /// What the SUT said in its hello.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
@@ -170,8 +175,11 @@ pub struct Driver {
     lines: Receiver<Line>,
     next_id: u64,
     pub hello: Hello,
-    /// Unsolicited events (`{"event":…}`), in arrival order: recorded, never required.
+    /// Unsolicited events (`{"event":…}`), in arrival order: recorded (the first [`EVENTS_KEPT`]), never
+    /// required.
     pub events: Vec<Value>,
+    /// Events beyond [`EVENTS_KEPT`], counted.
+    pub events_dropped: u64,
     started: Instant,
     transcript: Vec<TranscriptLine>,
 }
@@ -211,11 +219,12 @@ impl Driver {
                 unknown_caps: Vec::new(),
             },
             events: Vec::new(),
+            events_dropped: 0,
             started: Instant::now(),
             transcript: Vec::new(),
         };
         let deadline = Instant::now() + hello_timeout;
-        let obj = match driver.next_object(deadline, "the hello")? {
+        let obj = match driver.next_object(deadline, "its start, before its hello")? {
             Some(o) => o,
             None => {
                 return Err(SutFault::NoHello {
@@ -252,7 +261,7 @@ impl Driver {
         self.send_line(&line)?;
         let waited = timeout.unwrap_or(DEFAULT_REPLY) + REPLY_GRACE;
         let deadline = Instant::now() + waited;
-        let Some(reply) = self.next_object(deadline, &line)? else {
+        let Some(reply) = self.next_object(deadline, &format!("request {line}"))? else {
             return Err(SutFault::Hung {
                 request: line,
                 waited,
@@ -276,12 +285,19 @@ impl Driver {
         self.stdin = None;
     }
 
-    fn send_line(&mut self, line: &str) -> Result<(), SutFault> {
+    fn record(&mut self, to_sut: bool, text: String) {
+        if self.transcript.len() >= TRANSCRIPT_KEPT {
+            self.transcript.drain(..TRANSCRIPT_KEPT / 2);
+        }
         self.transcript.push(TranscriptLine {
             ms: self.started.elapsed().as_millis() as u64,
-            to_sut: true,
-            text: line.to_string(),
+            to_sut,
+            text,
         });
+    }
+
+    fn send_line(&mut self, line: &str) -> Result<(), SutFault> {
+        self.record(true, shorten(line, 4096));
         let during = format!("request {}", shorten(line, 120));
         let Some(stdin) = self.stdin.as_mut() else {
             return Err(SutFault::Exited { during });
@@ -317,15 +333,11 @@ impl Driver {
                 }
                 Line::Eof => {
                     return Err(SutFault::Exited {
-                        during: format!("wait for {}", shorten(waiting_for, 120)),
+                        during: shorten(waiting_for, 120),
                     })
                 }
             };
-            self.transcript.push(TranscriptLine {
-                ms: self.started.elapsed().as_millis() as u64,
-                to_sut: false,
-                text: text.clone(),
-            });
+            self.record(false, shorten(&text, 4096));
             if text.trim().is_empty() {
                 continue;
             }
@@ -345,7 +357,11 @@ impl Driver {
                 }
             };
             if obj.contains_key("event") && !obj.contains_key("id") {
-                self.events.push(Value::Object(obj));
+                if self.events.len() < EVENTS_KEPT {
+                    self.events.push(Value::Object(obj));
+                } else {
+                    self.events_dropped += 1;
+                }
                 continue;
             }
             return Ok(Some(obj));
