@@ -1,0 +1,261 @@
+//! Systems under test on host b (`--sut`), end to end: the kernel adapter (`src/bin/netconform-sut-kernel.rs`,
+//! the protocol over real sockets, kernel attachment) gives the verdicts of the direct kernel run for every
+//! property it can be judged by, and lists the others as skipped with their reasons; SUTs that crash, hang,
+//! print garbage, flood or never say hello (`tests/sut-programs/`) each give a clear per-case result and leave
+//! no process, namespace, interface or mount behind.
+//!
+//! The programs run as an unprivileged uid, so they are copied to a directory every uid may read (a clone
+//! under `/root` is not).
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use common::*;
+use serde_json::Value;
+
+/// These tests compare global host state.
+static HOST: Mutex<()> = Mutex::new(());
+
+/// A world-readable copy of `src`, under a directory of this test process.
+fn installed(src: &std::path::Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("netconform-sut-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dst = dir.join(src.file_name().unwrap());
+    if !dst.exists() {
+        std::fs::copy(src, &dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dst
+}
+
+fn kernel_adapter() -> String {
+    installed(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_netconform-sut-kernel"
+    )))
+    .to_string_lossy()
+    .into_owned()
+}
+
+fn program(name: &str) -> String {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sut-programs")
+        .join(name);
+    installed(&src).to_string_lossy().into_owned()
+}
+
+/// Processes of the SUT uid pool (`harness/src/sut/sandbox.rs`).
+fn sut_processes() -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let uid: Option<u32> = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|u| u.parse().ok());
+        let zombie = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
+        if uid.is_some_and(|u| (1_900_000..1_900_000 + 4096).contains(&u)) && !zombie {
+            out.push(format!("{:?} uid {uid:?}", entry.file_name()));
+        }
+    }
+    out
+}
+
+/// Runs netconform with a JSON report; returns (exit code, report, output text).
+fn run_json(name: &str, args: &[&str]) -> (i32, Value, String) {
+    let dir = out_dir(name);
+    let json = dir.join("report.json");
+    let mut all: Vec<&str> = args.to_vec();
+    let (j, o) = (json.to_string_lossy(), dir.join("out"));
+    let o = o.to_string_lossy();
+    all.extend(["--json", &j, "--out", &o]);
+    let out = netconform(&all);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(&json)
+            .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{}", text(&out))),
+    )
+    .unwrap();
+    (out.status.code().unwrap_or(-1), report, text(&out))
+}
+
+fn status(p: &Value) -> &'static str {
+    let n = |k: &str| p[k].as_u64().unwrap_or(0);
+    if n("fail") > 0 {
+        "fail"
+    } else if n("error") > 0 {
+        "error"
+    } else if n("invalid") > 0 {
+        "invalid"
+    } else if n("pass") == 0 && n("skip") > 0 {
+        "skip"
+    } else {
+        "pass"
+    }
+}
+
+#[test]
+fn the_kernel_adapter_gives_the_direct_runs_verdicts() {
+    let _host = HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let before = host_state();
+    let adapter = kernel_adapter();
+    let common = ["run", "--cases", "6", "--seed", "4242"];
+    let (direct_rc, direct, direct_text) = run_json("sut-direct", &common);
+    assert_eq!(direct_rc, 0, "the direct run must pass:\n{direct_text}");
+    let mut args = common.to_vec();
+    args.extend(["--sut", &adapter, "--attach", "kernel"]);
+    let (rc, via, via_text) = run_json("sut-kernel-adapter", &args);
+    let props = |r: &Value| -> Vec<Value> { r["properties"].as_array().unwrap().clone() };
+    let (direct, via) = (props(&direct), props(&via));
+    assert_eq!(direct.len(), via.len());
+    let (mut judged, mut skipped) = (Vec::new(), Vec::new());
+    for (d, v) in direct.iter().zip(&via) {
+        let id = d["id"].as_str().unwrap();
+        assert_eq!(id, v["id"].as_str().unwrap());
+        match v["skipped"].as_str() {
+            Some(why) => {
+                assert!(!why.is_empty(), "{id}: skipped without a reason");
+                assert_eq!(status(v), "skip", "{id}: skipped yet counted otherwise");
+                skipped.push(format!("{id}: {why}"));
+            }
+            None => {
+                assert_eq!(
+                    status(v),
+                    status(d),
+                    "{id}: the kernel adapter's verdict differs from the direct run's:\n{via_text}"
+                );
+                assert!(v["pass"].as_u64().unwrap() > 0, "{id}: nothing judged");
+                judged.push(id.to_string());
+            }
+        }
+    }
+    assert_eq!(rc, 0, "{via_text}");
+    // The properties whose only needs are the wire and driver caps the adapter declares are all judged.
+    for id in [
+        "tcp.rst.closed_port",
+        "tcp.close.half_close",
+        "tcp.close.rst_on_unread",
+        "tcp.close.write_after_peer_close",
+        "tcp.identity.four_tuple",
+        "tcp.flow.window_bound",
+    ] {
+        assert!(
+            judged.iter().any(|j| j == id),
+            "{id} was not judged through the adapter"
+        );
+    }
+    assert!(
+        skipped.iter().any(|s| s.contains("needs kernel")),
+        "{skipped:?}"
+    );
+    eprintln!("judged through the adapter: {judged:?}\nskipped: {skipped:#?}");
+    assert!(sut_processes().is_empty(), "{:?}", sut_processes());
+    let left = wait_for_no_leftovers(&before);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Runs `tcp.close.write_after_peer_close` (b's program drives the SUT from its first op) against a
+/// misbehaving program; returns the problems of its cases.
+fn misbehaving(name: &str) -> (i32, Vec<Value>, String) {
+    let _host = HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let before = host_state();
+    let sut = program(name);
+    let (rc, report, out) = run_json(
+        &format!("sut-{name}"),
+        &[
+            "run",
+            "--property",
+            "tcp.close.write_after_peer_close",
+            "--cases",
+            "2",
+            "--seed",
+            "7",
+            "--sut",
+            &sut,
+        ],
+    );
+    let p = &report["properties"][0];
+    let problems = p["problems"].as_array().unwrap().clone();
+    assert_eq!(problems.len(), 2, "every case has its own result:\n{out}");
+    assert!(sut_processes().is_empty(), "{name}: {:?}", sut_processes());
+    let left = wait_for_no_leftovers(&before);
+    assert!(left.is_empty(), "{name} left behind: {left:?}");
+    (rc, problems, out)
+}
+
+fn field<'v>(p: &'v Value, key: &str) -> &'v str {
+    p[key].as_str().unwrap_or("")
+}
+
+#[test]
+fn a_crashing_sut_fails_its_cases_with_its_stderr() {
+    let (rc, problems, out) = misbehaving("crash.sh");
+    assert_eq!(rc, 1);
+    for p in &problems {
+        assert_eq!(field(p, "status"), "fail", "{out}");
+        let v = &p["violation"];
+        assert_eq!(v["summary"], "SUT crashed", "{out}");
+        assert!(field(v, "actual").contains("status 139"), "{out}");
+        let context = v["context"].to_string();
+        assert!(
+            context.contains("segfault in tcp_input (simulated)"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn a_hanging_sut_is_a_case_error_naming_the_request() {
+    let (rc, problems, out) = misbehaving("hang.sh");
+    assert_eq!(rc, 1);
+    for p in &problems {
+        assert_eq!(field(p, "status"), "error", "{out}");
+        let m = field(p, "message");
+        assert!(m.starts_with("SUT hung: no reply to {"), "{m}");
+        assert!(m.contains("\"op\":\"socket\""), "{m}");
+    }
+}
+
+#[test]
+fn garbage_on_stdout_is_a_protocol_error_naming_the_line() {
+    let (rc, problems, out) = misbehaving("garbage.sh");
+    assert_eq!(rc, 1);
+    assert!(out.contains("each case will report it"), "{out}");
+    for p in &problems {
+        assert_eq!(field(p, "status"), "error", "{out}");
+        let m = field(p, "message");
+        assert!(m.contains("SUT protocol error: not JSON"), "{m}");
+        assert!(m.contains("line hello world"), "{m}");
+    }
+}
+
+#[test]
+fn a_sut_that_never_says_hello_errors_each_case() {
+    let (rc, problems, _) = misbehaving("no-hello.sh");
+    assert_eq!(rc, 1);
+    for p in &problems {
+        assert_eq!(field(p, "status"), "error");
+        assert!(field(p, "message").contains("never said hello"), "{p}");
+    }
+}
+
+#[test]
+fn a_flooding_sut_is_a_hang_with_a_bounded_stderr_tail() {
+    let (rc, problems, _) = misbehaving("flood.sh");
+    assert_eq!(rc, 1);
+    for p in &problems {
+        assert_eq!(field(p, "status"), "error");
+        let m = field(p, "message");
+        assert!(m.starts_with("SUT hung"), "{m}");
+        assert!(
+            m.len() < 8_000,
+            "the quoted stderr is bounded: {} bytes",
+            m.len()
+        );
+    }
+}
