@@ -72,6 +72,9 @@ enum Command {
     Bench(crate::bench::BenchArgs),
     /// Run the named scenarios and compare them with snapshots/<profile>/ (--update rewrites them).
     Snapshot(crate::snapshots::SnapshotArgs),
+    /// Replay a fixed transcript against a netconform-sut/1 adapter and report, request by request, each
+    /// deviation from the contract (docs/driver-protocol.md).
+    SutCheck(crate::sutcheck::SutCheckArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -291,6 +294,7 @@ pub fn main() -> Result<i32, HarnessError> {
             harness::lab::privileges::check()?;
             crate::snapshots::check(&args)
         }
+        Command::SutCheck(args) => crate::sutcheck::sut_check(args),
         Command::Bench(args) => {
             harness::lab::privileges::check()?;
             crate::bench::bench(args)

@@ -7,6 +7,7 @@
 mod bench;
 mod cli;
 mod snapshots;
+mod sutcheck;
 
 use std::process::ExitCode;
 

@@ -259,3 +259,53 @@ fn a_flooding_sut_is_a_hang_with_a_bounded_stderr_tail() {
         );
     }
 }
+
+#[test]
+fn sut_check_passes_the_kernel_adapter_in_both_families() {
+    let _host = HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let adapter = kernel_adapter();
+    for family in ["ipv4", "ipv6"] {
+        let out = netconform(&[
+            "sut-check",
+            "--attach",
+            "kernel",
+            "--family",
+            family,
+            &adapter,
+        ]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{t}");
+        assert!(t.contains("no deviation from netconform-sut/1"), "{t}");
+        assert!(!t.contains("FAIL"), "{t}");
+        assert!(t.contains("ok    abort: a's read: ECONNRESET"), "{t}");
+        assert!(t.contains("ok    recv_from: the datagram"), "{t}");
+    }
+    assert!(sut_processes().is_empty(), "{:?}", sut_processes());
+}
+
+#[test]
+fn sut_check_names_the_first_deviation_of_a_broken_adapter() {
+    let _host = HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let broken = format!("{} {}", program("wrong-errno.sh"), kernel_adapter());
+    let out = netconform(&["sut-check", "--attach", "kernel", &broken]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("deviation(s); the first: accept with nothing queued"),
+        "{t}"
+    );
+    assert!(
+        t.contains(r#"got {"err":"ETIMEDOUT","id":4,"ok":false}; the contract: {"ok":false,"err":"EAGAIN"}"#),
+        "{t}"
+    );
+    // A program that never speaks the protocol fails at its start, with the contract's first rule.
+    let out = netconform(&["sut-check", &program("garbage.sh")]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("FAIL  start and hello: SUT protocol error"),
+        "{t}"
+    );
+    assert!(t.contains("line hello world"), "{t}");
+    assert!(sut_processes().is_empty(), "{:?}", sut_processes());
+}

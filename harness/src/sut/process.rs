@@ -117,11 +117,16 @@ impl SutProcess {
     /// Ends the case: closes stdin, gives the SUT [`EXIT_GRACE`] to exit, then ends its PID namespace.
     /// Returns how it ended.
     pub fn finish(&mut self) -> String {
-        self.driver.close_stdin();
-        match self.sut.terminate(EXIT_GRACE) {
-            Ok(status) => format!("{status}"),
-            Err(e) => format!("could not be ended: {e}"),
+        match self.finish_status() {
+            Some(status) => format!("{status}"),
+            None => "could not be ended".into(),
         }
+    }
+
+    /// [`SutProcess::finish`], with the exit status (a SUT killed after the grace shows SIGKILL).
+    pub fn finish_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.driver.close_stdin();
+        self.sut.terminate(EXIT_GRACE).ok()
     }
 }
 
