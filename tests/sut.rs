@@ -143,6 +143,7 @@ fn the_kernel_adapter_gives_the_direct_runs_verdicts() {
         "tcp.close.write_after_peer_close",
         "tcp.identity.four_tuple",
         "tcp.flow.window_bound",
+        "tcp.ack.coalescing",
     ] {
         assert!(
             judged.iter().any(|j| j == id),
