@@ -96,9 +96,9 @@ impl KernelNeed {
             KernelNeed::SockDiag => "sock_diag",
             KernelNeed::ProcCounters => "/proc counters",
             KernelNeed::Sysctl => "sysctls",
-            KernelNeed::Sockets => "kernel sockets",
+            KernelNeed::Sockets => "sockets (direct syscalls)",
             KernelNeed::LinuxTimers => "Linux timer constants",
-            KernelNeed::ScriptedPeer => "a kernel for the scripted peer",
+            KernelNeed::ScriptedPeer => "scripted peer",
         }
     }
 }
