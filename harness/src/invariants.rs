@@ -38,6 +38,7 @@ pub const INFO: [PropertyInfo; 4] = [
             links: &[crate::property::LinkKind::Veth],
             kernel: &[],
             caps: &[],
+            ethernet: false,
         },
     },
     PropertyInfo {
@@ -51,6 +52,7 @@ pub const INFO: [PropertyInfo; 4] = [
             links: &[crate::property::LinkKind::Veth],
             kernel: &[],
             caps: &[],
+            ethernet: false,
         },
     },
     PropertyInfo {
@@ -64,6 +66,7 @@ pub const INFO: [PropertyInfo; 4] = [
             links: &[crate::property::LinkKind::Veth],
             kernel: &[],
             caps: &[],
+            ethernet: false,
         },
     },
     PropertyInfo {
@@ -77,6 +80,7 @@ pub const INFO: [PropertyInfo; 4] = [
             links: &[crate::property::LinkKind::Veth],
             kernel: &[],
             caps: &[],
+            ethernet: false,
         },
     },
 ];

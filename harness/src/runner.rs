@@ -597,7 +597,13 @@ pub fn run(
         .iter()
         .map(|p| {
             let info = p.info();
-            opts.offer.unmet(info.subject, &info.needs)
+            opts.offer.unmet(info.subject, &info.needs).or_else(|| {
+                let ip_only = opts.lab.sut.is_some() || opts.lab.link != crate::link::LinkSpec::Veth;
+                (info.needs.ethernet && ip_only).then(|| {
+                    "needs an Ethernet link (ARP/ND): this run's link carries IP packets only (use the default veth link)"
+                        .to_string()
+                })
+            })
         })
         .collect();
     let mut queue = VecDeque::new();

@@ -73,6 +73,7 @@ fn info(id: &'static str, title: &'static str) -> PropertyInfo {
             links: &[LinkKind::Veth],
             kernel: &[KernelNeed::Sockets],
             caps: &[],
+            ethernet: false,
         },
     }
 }

@@ -166,6 +166,9 @@ pub struct Needs {
     pub kernel: &'static [KernelNeed],
     /// The driver capabilities b's program uses (for a driven SUT).
     pub caps: &'static [Cap],
+    /// The link must carry Ethernet frames (ARP/ND, e.g. an unresolved neighbour): a veth pair, not the
+    /// relay's or a SUT's IP-only link.
+    pub ethernet: bool,
 }
 
 impl Needs {
@@ -174,6 +177,7 @@ impl Needs {
         links: &[LinkKind::Veth],
         kernel: &[],
         caps: &[Cap::Tcp],
+        ethernet: false,
     };
 
     /// One line for `netconform list`: `kernel TCP_INFO, sock_diag; caps tcp, abort`.
@@ -186,6 +190,9 @@ impl Needs {
         if !self.caps.is_empty() {
             let names: Vec<_> = self.caps.iter().map(|c| c.name()).collect();
             parts.push(format!("caps {}", names.join(", ")));
+        }
+        if self.ethernet {
+            parts.push("an Ethernet link (veth)".into());
         }
         if parts.is_empty() {
             "the wire".into()

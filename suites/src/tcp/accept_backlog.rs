@@ -175,6 +175,7 @@ impl Property for AcceptBacklog {
                 links: &[LinkKind::Veth, LinkKind::Relay],
                 kernel: &[KernelNeed::Sysctl, KernelNeed::TcpInfo],
                 caps: &[Cap::Tcp, Cap::MultiConn],
+                ethernet: false,
             },
         }
     }

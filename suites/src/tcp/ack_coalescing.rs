@@ -352,6 +352,7 @@ impl Property for AckCoalescing {
                 links: &[LinkKind::Relay],
                 kernel: &[],
                 caps: &[Cap::Tcp, Cap::SetOptRcvBuf],
+                ethernet: false,
             },
         }
     }

@@ -88,6 +88,7 @@ impl Property for HalfClose {
                 links: &[LinkKind::Veth],
                 kernel: &[],
                 caps: &[Cap::Tcp, Cap::ShutdownWr, Cap::SetOptRcvBuf],
+                ethernet: false,
             },
         }
     }

@@ -45,6 +45,7 @@ impl Property for RstOnUnread {
                 links: &[LinkKind::Veth],
                 kernel: &[],
                 caps: &[Cap::Tcp, Cap::Abort],
+                ethernet: false,
             },
         }
     }

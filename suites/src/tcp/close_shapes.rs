@@ -107,6 +107,7 @@ impl Property for CloseShapes {
                 links: &[LinkKind::Veth, LinkKind::Relay],
                 kernel: &[KernelNeed::SockDiag],
                 caps: &[Cap::Tcp, Cap::ShutdownWr],
+                ethernet: false,
             },
         }
     }

@@ -64,6 +64,7 @@ impl Property for WriteAfterPeerClose {
                 links: &[LinkKind::Veth],
                 kernel: &[],
                 caps: &[Cap::Tcp],
+                ethernet: false,
             },
         }
     }

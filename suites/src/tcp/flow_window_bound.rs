@@ -76,6 +76,7 @@ impl Property for WindowBound {
                 links: &[LinkKind::Relay],
                 kernel: &[],
                 caps: &[Cap::Tcp, Cap::SetOptRcvBuf],
+                ethernet: false,
             },
         }
     }

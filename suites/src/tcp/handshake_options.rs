@@ -126,6 +126,7 @@ impl Property for HandshakeOptions {
                 links: &[LinkKind::Veth],
                 kernel: &[KernelNeed::Sysctl, KernelNeed::TcpInfo],
                 caps: &[Cap::Tcp],
+                ethernet: false,
             },
         }
     }

@@ -69,6 +69,7 @@ impl Property for FourTuple {
                 links: &[LinkKind::Veth],
                 kernel: &[],
                 caps: &[Cap::Tcp, Cap::MultiConn],
+                ethernet: false,
             },
         }
     }

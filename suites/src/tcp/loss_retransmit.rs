@@ -47,6 +47,7 @@ impl Property for LossRetransmit {
                 links: &[LinkKind::Relay],
                 kernel: &[KernelNeed::Sysctl],
                 caps: &[Cap::Tcp],
+                ethernet: false,
             },
         }
     }

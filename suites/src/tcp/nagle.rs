@@ -155,6 +155,7 @@ impl Property for Nagle {
                 links: &[LinkKind::Veth],
                 kernel: &[KernelNeed::TcpInfo, KernelNeed::LinuxTimers],
                 caps: &[Cap::Tcp],
+                ethernet: false,
             },
         }
     }

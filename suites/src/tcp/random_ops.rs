@@ -76,6 +76,7 @@ impl Property for RandomOps {
                 links: &[LinkKind::Veth],
                 kernel: &[KernelNeed::Sockets],
                 caps: &[Cap::Tcp, Cap::Udp],
+                ethernet: false,
             },
         }
     }

@@ -58,6 +58,7 @@ impl Property for ReorderSack {
                 links: &[LinkKind::Relay],
                 kernel: &[KernelNeed::Sysctl, KernelNeed::LinuxTimers],
                 caps: &[Cap::Tcp],
+                ethernet: false,
             },
         }
     }

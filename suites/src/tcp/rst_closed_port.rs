@@ -147,6 +147,7 @@ impl Property for RstOnClosedPort {
                 links: &[LinkKind::Veth],
                 kernel: &[],
                 caps: &[Cap::Tcp],
+                ethernet: false,
             },
         }
     }

@@ -63,6 +63,7 @@ impl Property for SndbufBackpressure {
                 links: &[LinkKind::Veth],
                 kernel: &[],
                 caps: &[Cap::Tcp, Cap::SetOptRcvBuf],
+                ethernet: false,
             },
         }
     }

@@ -219,6 +219,7 @@ impl Property for StateTransitions {
                 links: &[LinkKind::Veth, LinkKind::Relay],
                 kernel: &[KernelNeed::SockDiag, KernelNeed::TcpInfo],
                 caps: &[Cap::Tcp, Cap::ShutdownWr, Cap::Abort],
+                ethernet: false,
             },
         }
     }

@@ -128,6 +128,7 @@ impl Property for SwsAvoidance {
                 links: &[LinkKind::Veth],
                 kernel: &[KernelNeed::TcpInfo, KernelNeed::LinuxTimers],
                 caps: &[Cap::Tcp, Cap::SetOptRcvBuf],
+                ethernet: false,
             },
         }
     }

@@ -180,6 +180,7 @@ impl Property for PeerZeroWindow {
                 links: &[LinkKind::Peer],
                 kernel: &[KernelNeed::ScriptedPeer, KernelNeed::LinuxTimers],
                 caps: &[Cap::Tcp],
+                ethernet: false,
             },
         }
     }

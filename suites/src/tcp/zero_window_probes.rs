@@ -115,6 +115,7 @@ impl Property for ZeroWindowProbes {
                 links: &[LinkKind::Veth],
                 kernel: &[KernelNeed::TcpInfo, KernelNeed::LinuxTimers],
                 caps: &[Cap::Tcp, Cap::SetOptRcvBuf],
+                ethernet: false,
             },
         }
     }

@@ -208,6 +208,7 @@ impl Property for BindPerHost {
                 links: &[LinkKind::Veth],
                 kernel: &[KernelNeed::Sockets],
                 caps: &[Cap::Udp],
+                ethernet: false,
             },
         }
     }

@@ -76,6 +76,7 @@ impl Property for PortUnreachable {
                 links: &[LinkKind::Veth],
                 kernel: &[KernelNeed::Sockets],
                 caps: &[Cap::Udp],
+                ethernet: false,
             },
         }
     }

@@ -69,6 +69,7 @@ impl Property for NoRetransmit {
                 links: &[LinkKind::Relay],
                 kernel: &[KernelNeed::Sockets],
                 caps: &[Cap::Udp],
+                ethernet: false,
             },
         }
     }

@@ -96,6 +96,7 @@ impl Property for RcvbufOverflow {
                 links: &[LinkKind::Veth],
                 kernel: &[KernelNeed::Sockets, KernelNeed::ProcCounters],
                 caps: &[Cap::Udp, Cap::SetOptRcvBuf],
+                ethernet: false,
             },
         }
     }

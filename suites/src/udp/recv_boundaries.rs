@@ -89,6 +89,7 @@ impl Property for RecvBoundaries {
                 links: &[LinkKind::Veth],
                 kernel: &[KernelNeed::Sockets],
                 caps: &[Cap::Udp],
+                ethernet: false,
             },
         }
     }

@@ -79,6 +79,7 @@ impl Property for SendUnresolved {
                 links: &[LinkKind::Veth],
                 kernel: &[KernelNeed::Sockets],
                 caps: &[Cap::Udp],
+                ethernet: true,
             },
         }
     }

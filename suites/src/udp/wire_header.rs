@@ -105,6 +105,7 @@ impl Property for WireHeader {
                 links: &[LinkKind::Veth],
                 kernel: &[KernelNeed::Sockets],
                 caps: &[Cap::Udp],
+                ethernet: false,
             },
         }
     }
