@@ -310,3 +310,60 @@ fn sut_check_names_the_first_deviation_of_a_broken_adapter() {
     assert!(t.contains("line hello world"), "{t}");
     assert!(sut_processes().is_empty(), "{:?}", sut_processes());
 }
+
+/// A user-space "stack" (`tests/sut-programs/rst-responder.py`: a closed port's RSTs, computed in Python)
+/// attached by fd 3 and by a TUN device it opens by name: netconform judges it through the relay, and a
+/// buggy variant fails.
+#[test]
+fn a_user_space_stack_is_judged_over_fd_and_tun_attachments() {
+    let _host = HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let before = host_state();
+    let stack = program("rst-responder.py");
+    for attach in ["fd", "tun:tun144"] {
+        let (rc, report, out) = run_json(
+            &format!("sut-rst-{}", attach.replace(':', "-")),
+            &[
+                "run",
+                "--property",
+                "tcp.rst.closed_port",
+                "--cases",
+                "6",
+                "--seed",
+                "3",
+                "--sut",
+                &stack,
+                "--attach",
+                attach,
+            ],
+        );
+        assert_eq!(rc, 0, "{attach}:\n{out}");
+        let p = &report["properties"][0];
+        assert_eq!(p["pass"], 6, "{attach}:\n{out}");
+        assert!(out.contains("sut: rst-responder.py (ipv4+ipv6)"), "{out}");
+        let buggy = format!("{stack} --wrong-ack");
+        let (rc, report, out) = run_json(
+            &format!("sut-rst-buggy-{}", attach.replace(':', "-")),
+            &[
+                "run",
+                "--property",
+                "tcp.rst.closed_port",
+                "--cases",
+                "6",
+                "--seed",
+                "3",
+                "--sut",
+                &buggy,
+                "--attach",
+                attach,
+            ],
+        );
+        assert_eq!(rc, 1, "{attach}: the buggy stack must fail:\n{out}");
+        assert!(
+            report["properties"][0]["fail"].as_u64().unwrap() > 0,
+            "{out}"
+        );
+    }
+    assert!(sut_processes().is_empty(), "{:?}", sut_processes());
+    let left = wait_for_no_leftovers(&before);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

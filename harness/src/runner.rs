@@ -269,7 +269,7 @@ fn execute_and_check<P: Property>(
     let ops = crate::exec::take_recorded_ops();
     let observed = observed?;
     // Answers still in flight need the link's round trip on top of the property's own settle time.
-    std::thread::sleep(prop.settle(case) + lab.link_round_trip() * 2);
+    std::thread::sleep(prop.settle(case) + lab.link_round_trip() * 2 + env.timing.answer_grace);
     let _checking = gate.acquire();
     let captured = capture.stop()?;
     let rcvbuf_limit = [

@@ -279,6 +279,10 @@ pub struct TimingBounds {
     /// The smallest retransmission timeout (Linux TCP_RTO_MIN 200 ms; RFC 6298 (2.4): 1 s): a
     /// retransmission earlier than this after the loss is a fast one.
     pub rto_min: Duration,
+    /// Added to a property's settle time before the capture stops: answers still in flight from the
+    /// subject. The kernel answers within microseconds; a user-space stack (an interpreted one, on a
+    /// loaded machine) is given 250 ms — measured: a Python stack missed a 10 ms settle at load 21.
+    pub answer_grace: Duration,
 }
 
 impl TimingBounds {
@@ -287,12 +291,14 @@ impl TimingBounds {
         immediate_ack: Duration::from_millis(40),
         ack_delay_max: Duration::from_millis(500),
         rto_min: Duration::from_millis(200),
+        answer_grace: Duration::ZERO,
     };
     pub const RFC: TimingBounds = TimingBounds {
         source: "RFC bounds (RFC 9293 MUST-40, RFC 5681 §4.2, RFC 6298 (2.4))",
         immediate_ack: Duration::from_millis(500),
         ack_delay_max: Duration::from_millis(500),
         rto_min: Duration::from_secs(1),
+        answer_grace: Duration::from_millis(250),
     };
 }
 

@@ -134,10 +134,10 @@ impl Lab {
             Box::new(crate::link::sut::build(&hosts, &options, end.end, &relay)?);
         // Only a's settings: b's sysctls and commands need a kernel on b (refused with --sut).
         let rcvbuf_limit = hosts.apply_user_settings(&config.sysctls, &config.exec)?;
-        let (spec, ctx, fd3) = (sut_spec.clone(), case.clone(), end.fd3);
+        let (spec, ctx, fd3, uid) = (sut_spec.clone(), case.clone(), end.fd3, end.uid);
         let process = hosts
             .host(Host::B)
-            .run(move || SutProcess::start(&spec, &ctx, fd3))??;
+            .run(move || SutProcess::start(&spec, &ctx, fd3, uid))??;
         Ok(Lab {
             sut: Some(Arc::new(Mutex::new(process))),
             hosts,

@@ -6,6 +6,10 @@
 //!   namespace has only `lo`.
 //! - `kernel`: a TUN device `nc0` in b's namespace with the lab addresses and routes: the SUT (a kernel
 //!   adapter) uses the kernel's own IP layer, the harness forwards the device's packets.
+//! - `tun:NAME`: a persistent TUN device NAME in b's namespace, owned by the SUT's uid, up, with no address
+//!   and IPv6 off (b's kernel stays out of the way); the SUT opens it by name (the sandbox gives it a
+//!   `/dev/net/tun` node) and is the IP layer. The harness reads and writes the device through an AF_PACKET
+//!   socket bound to it that ignores its own transmissions (`PACKET_IGNORE_OUTGOING`).
 
 use std::os::fd::OwnedFd;
 
@@ -17,6 +21,7 @@ use crate::link::impairment::RelaySpec;
 use crate::link::relay::Relay;
 use crate::link::tun::configure_tun_host;
 use crate::link::LinkOptions;
+use crate::sut::sandbox::UidLease;
 use crate::sut::Attach;
 
 /// b's end of a SUT link, and what the SUT process gets of it.
@@ -25,19 +30,23 @@ pub struct SutEnd {
     pub end: PacketEnd,
     /// The descriptor the SUT gets as fd 3 (`fd` attachment).
     pub fd3: Option<OwnedFd>,
+    /// The uid the SUT must run as (the owner of its TUN device).
+    pub uid: Option<UidLease>,
 }
 
 /// Sets up b's end for `attach` in b's namespace.
 pub fn prepare_b(hosts: &Hosts, options: &LinkOptions, attach: &Attach) -> Result<SutEnd> {
     match attach {
         Attach::Fd => {
-            let (ours, theirs) = crate::sut::seqpacket_pair()
-                .map_err(|e| HarnessError::lab("SUT link: socketpair(AF_UNIX, SOCK_SEQPACKET)", e))?;
+            let (ours, theirs) = crate::sut::seqpacket_pair().map_err(|e| {
+                HarnessError::lab("SUT link: socketpair(AF_UNIX, SOCK_SEQPACKET)", e)
+            })?;
             let end =
                 PacketEnd::new(ours).map_err(|e| HarnessError::lab("SUT link: packet end", e))?;
             Ok(SutEnd {
                 end,
                 fd3: Some(theirs),
+                uid: None,
             })
         }
         Attach::Kernel => {
@@ -45,13 +54,125 @@ pub fn prepare_b(hosts: &Hosts, options: &LinkOptions, attach: &Attach) -> Resul
             let (end, _) = hosts
                 .host(Host::B)
                 .run(move || configure_tun_host(Host::B, mtu))??;
-            Ok(SutEnd { end, fd3: None })
+            Ok(SutEnd {
+                end,
+                fd3: None,
+                uid: None,
+            })
         }
-        Attach::Tun { name } => Err(HarnessError::Usage(format!(
-            "--attach tun:{name}: attachment by TUN name is not available in this version; use --attach fd \
-             (fd 3, like a TUN fd with IFF_NO_PI) or --attach kernel"
-        ))),
+        Attach::Tun { name } => {
+            let lease = UidLease::take()?;
+            let (uid, name, mtu) = (lease.uid(), name.clone(), options.mtu);
+            let end = hosts
+                .host(Host::B)
+                .run(move || persistent_tun(&name, uid, mtu))??;
+            Ok(SutEnd {
+                end,
+                fd3: None,
+                uid: Some(lease),
+            })
+        }
     }
+}
+
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
+const TUNSETGROUP: libc::c_ulong = 0x4004_54ce;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+/// On b's thread: TUN device `name` made persistent and owned by `uid`, up, no address, IPv6 off; returns
+/// an AF_PACKET end bound to it. The device goes with b's namespace.
+pub fn persistent_tun(name: &str, uid: u32, mtu: Option<u32>) -> Result<PacketEnd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let step = |what: &str| format!("SUT link: TUN device {name}: {what}");
+    let tun = crate::link::tun::open_tun(name).map_err(|e| HarnessError::lab(step("create"), e))?;
+    for (req, value, what) in [
+        (TUNSETOWNER, uid as libc::c_ulong, "TUNSETOWNER"),
+        (TUNSETGROUP, uid as libc::c_ulong, "TUNSETGROUP"),
+        (TUNSETPERSIST, 1, "TUNSETPERSIST"),
+    ] {
+        // SAFETY: these ioctls take their argument by value.
+        if unsafe { libc::ioctl(tun.as_raw_fd(), req as _, value) } < 0 {
+            return Err(HarnessError::lab(
+                step(what),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    // The harness's descriptor closes now: the persistent device waits for the SUT to attach.
+    drop(tun);
+    let mut nl = crate::lab::netlink::Netlink::open()
+        .map_err(|e| HarnessError::lab(step("open netlink"), e))?;
+    let ifindex = nl
+        .link_index(name)
+        .map_err(|e| HarnessError::lab(step("find"), e))?;
+    if let Some(mtu) = mtu {
+        nl.set_mtu(ifindex, mtu)
+            .map_err(|e| HarnessError::lab(step("set MTU"), e))?;
+    }
+    nl.set_no_link_local(ifindex)
+        .map_err(|e| HarnessError::lab(step("addrgenmode none"), e))?;
+    // b's namespace, b's own sysctl: its kernel must not speak IPv6 on the SUT's device.
+    std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"),
+        "1\n",
+    )
+    .map_err(|e| HarnessError::lab(step("disable IPv6"), e))?;
+    nl.set_link_up(ifindex)
+        .map_err(|e| HarnessError::lab(step("set up"), e))?;
+    // SAFETY: plain socket(2).
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            (libc::ETH_P_ALL as u16).to_be() as i32,
+        )
+    };
+    if fd < 0 {
+        return Err(HarnessError::lab(
+            step("AF_PACKET socket"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: fresh descriptor, owned here.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: an int option, passed by pointer with its size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(HarnessError::lab(
+            step("PACKET_IGNORE_OUTGOING"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: sockaddr_ll is plain data; zero is a valid start.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: addr is a live sockaddr_ll, passed with its size.
+    let r = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(HarnessError::lab(
+            step("bind AF_PACKET"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    PacketEnd::new(sock).map_err(|e| HarnessError::lab(step("packet end"), e))
 }
 
 /// The relay between a's TUN device and b's end.

@@ -35,8 +35,10 @@ impl SutProcess {
         spec: &SutSpec,
         ctx: &CaseContext,
         fd3: Option<OwnedFd>,
+        uid: Option<sandbox::UidLease>,
     ) -> Result<SutProcess, HarnessError> {
         let mut spawn = sandbox::SutSpec::new(spec.argv(ctx));
+        spawn.uid = uid;
         spawn.env = spec.environment(ctx);
         spawn.fd3 = fd3;
         spawn.dev_net_tun = matches!(spec.attach, super::Attach::Tun { .. });
@@ -196,14 +198,26 @@ pub fn probe(spec: &SutSpec) -> Result<super::driver::Hello, HarnessError> {
     let worker = crate::lab::worker::HostWorker::spawn(crate::frame::Host::B)?;
     let spec = spec.clone();
     worker.run(move || {
-        // The link end stays open while the SUT runs: a SUT may read fd 3 before it says hello.
-        let (_ours, fd3) = match spec.attach {
+        // The link end stays open while the SUT runs: a SUT may use its device before it says hello.
+        let (_ours, fd3, uid) = match &spec.attach {
             super::Attach::Fd => {
                 let (ours, theirs) = super::seqpacket_pair()
                     .map_err(|e| HarnessError::lab("SUT probe: socketpair", e))?;
-                (Some(ours), Some(theirs))
+                (
+                    Some(
+                        crate::link::endpoint::PacketEnd::new(ours)
+                            .map_err(|e| HarnessError::lab("SUT probe", e))?,
+                    ),
+                    Some(theirs),
+                    None,
+                )
             }
-            _ => (None, None),
+            super::Attach::Tun { name } => {
+                let lease = sandbox::UidLease::take()?;
+                let end = crate::link::sut::persistent_tun(name, lease.uid(), None)?;
+                (Some(end), None, Some(lease))
+            }
+            super::Attach::Kernel => (None, None, None),
         };
         let ctx = CaseContext {
             family: crate::sock::Family::Ipv4,
@@ -212,7 +226,7 @@ pub fn probe(spec: &SutSpec) -> Result<super::driver::Hello, HarnessError> {
             mtu: 1500,
             port: None,
         };
-        let mut p = SutProcess::start(&spec, &ctx, fd3)?;
+        let mut p = SutProcess::start(&spec, &ctx, fd3, uid)?;
         let hello = p.hello().clone();
         p.finish();
         Ok(hello)

@@ -115,6 +115,9 @@ pub struct SutSpec {
     /// Give the SUT a private `/dev/net/tun` node it may open (TUN/TAP attachment by name).
     pub dev_net_tun: bool,
     pub limits: Limits,
+    /// The uid to run as, leased beforehand (a TUN device made for the SUT is owned by it); `None`: a new
+    /// lease at spawn.
+    pub uid: Option<UidLease>,
 }
 
 impl SutSpec {
@@ -126,6 +129,7 @@ impl SutSpec {
             fd3: None,
             dev_net_tun: false,
             limits: Limits::default(),
+            uid: None,
         }
     }
 }
@@ -157,6 +161,7 @@ impl Sut {
             fd3,
             dev_net_tun,
             limits,
+            uid,
         } = spec;
         let Some(program) = argv.first() else {
             return Err(HarnessError::sut_start("sandbox: empty argv"));
@@ -167,7 +172,10 @@ impl Sut {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| DEFAULT_PATH.into());
-        let lease = UidLease::take()?;
+        let lease = match uid {
+            Some(lease) => lease,
+            None => UidLease::take()?,
+        };
         let uid = lease.uid;
         let path = resolve_program(program, &sut_path, uid)?;
 
@@ -521,13 +529,19 @@ fn reachable_by_others(file: &Path) -> std::result::Result<(), String> {
 static POOL: Mutex<[u64; (UID_SLOTS / 64) as usize]> = Mutex::new([0; (UID_SLOTS / 64) as usize]);
 
 /// A pool uid held by one SUT; freed on drop.
-struct UidLease {
+#[derive(Debug)]
+pub struct UidLease {
     uid: u32,
 }
 
 impl UidLease {
+    /// The uid (and gid) leased.
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
     /// The first free slot from an offset derived from our pid, skipping uids that own a process.
-    fn take() -> Result<UidLease> {
+    pub fn take() -> Result<UidLease> {
         let busy: Vec<u32> = pool_uids_in_use();
         let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
         let start = std::process::id().wrapping_mul(2_654_435_761) % UID_SLOTS;

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""A tiny user-space "stack" for netconform's tests of the fd and TUN attachments: it has no listening port,
+so it answers every TCP segment the way RFC 9293 §3.10.7.1 says a closed port must, and never answers a RST.
+
+It says hello with caps ["tcp"] so that `tcp.rst.closed_port` (which sends b no request) can judge it, but it
+implements no request: every request gets {"ok":false,"err":"UNSUPPORTED"}. Packets come from fd 3
+(NETCONFORM_FD) or from the TUN device named by NETCONFORM_TUN. Stdin EOF ends it.
+
+`--wrong-ack` makes it a buggy stack: its RST+ACK acknowledges one byte too many (the tests check that
+netconform notices).
+"""
+import fcntl, json, os, select, struct, sys, threading
+
+WRONG_ACK = 1 if "--wrong-ack" in sys.argv else 0
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def answer(pkt):
+    """The RST a closed port sends for `pkt`, or None."""
+    version = pkt[0] >> 4
+    if version == 4:
+        ihl = (pkt[0] & 15) * 4
+        if pkt[9] != 6:
+            return None
+        src, dst, tcp = pkt[12:16], pkt[16:20], pkt[ihl:]
+    elif version == 6:
+        if pkt[6] != 6:
+            return None
+        src, dst, tcp = pkt[8:24], pkt[24:40], pkt[40:]
+    else:
+        return None
+    sport, dport, seq, ack, off, flags = struct.unpack("!HHIIBB", tcp[:14])
+    if flags & 0x04:  # RST: never answered
+        return None
+    seg_len = len(tcp) - (off >> 4) * 4 + (flags & 0x02 != 0) + (flags & 0x01 != 0)
+    if flags & 0x10:  # ACK set: <SEQ=SEG.ACK><CTL=RST>
+        rseq, rack, rflags = ack, 0, 0x04
+    else:  # <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
+        rseq, rack, rflags = 0, (seq + seg_len + WRONG_ACK) & 0xFFFFFFFF, 0x14
+    hdr = struct.pack("!HHIIBBHHH", dport, sport, rseq, rack, 5 << 4, rflags, 0, 0, 0)
+    if version == 4:
+        pseudo = dst + src + struct.pack("!BBH", 0, 6, len(hdr))
+    else:
+        pseudo = dst + src + struct.pack("!IxxxB", len(hdr), 6)
+    hdr = hdr[:16] + struct.pack("!H", checksum(pseudo + hdr)) + hdr[18:]
+    if version == 4:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(hdr), 0, 0x4000, 64, 6, 0, dst, src)
+        ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    else:
+        ip = struct.pack("!IHBB16s16s", 6 << 28, len(hdr), 6, 64, dst, src)
+    return ip + hdr
+
+
+def open_link():
+    if os.environ.get("NETCONFORM_TUN"):
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        ifr = struct.pack("16sH22x", os.environ["NETCONFORM_TUN"].encode(), 0x0001 | 0x1000)
+        fcntl.ioctl(fd, 0x400454CA, ifr)  # TUNSETIFF: IFF_TUN | IFF_NO_PI
+        return fd
+    return int(os.environ.get("NETCONFORM_FD", "3"))
+
+
+def serve_packets(fd, done):
+    while not done.is_set():
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            pkt = os.read(fd, 65536)
+        except OSError:
+            return
+        if not pkt:
+            return
+        reply = answer(pkt)
+        if reply:
+            os.write(fd, reply)
+
+
+def main():
+    fd = open_link()
+    done = threading.Event()
+    threading.Thread(target=serve_packets, args=(fd, done), daemon=True).start()
+    hello = {"hello": "netconform-sut/1", "stack": "rst-responder.py",
+             "families": ["ipv4", "ipv6"], "caps": ["tcp"]}
+    print(json.dumps(hello), flush=True)
+    for line in sys.stdin:
+        try:
+            req = json.loads(line)
+        except ValueError:
+            continue
+        print(json.dumps({"id": req.get("id"), "ok": False, "err": "UNSUPPORTED"}), flush=True)
+    done.set()
+
+
+main()
