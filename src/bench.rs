@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use harness::lab::{Lab, LabConfig};
+use harness::pipeline::{run_in_lab, Settle};
 use harness::runner::{self, PcapPolicy, RunOptions};
 use harness::sock::Family;
 use harness::HarnessError;
@@ -221,56 +222,64 @@ fn tcp_goodput(link: harness::link::LinkSpec, secs: f64) -> Result<(f64, u32), H
     use harness::frame::Host;
     use harness::sock::Socket;
     use std::net::SocketAddr;
-    let lab = Lab::build(&LabConfig {
+    let config = LabConfig {
         link,
         ..Default::default()
-    })?;
-    let capture = lab.start_capture()?;
-    let b = SocketAddr::new(lab.addr(Host::B, Family::Ipv4), 5001);
-    let listener = lab
-        .host(Host::B)
-        .run(move || -> Result<Socket, HarnessError> {
-            let l = Socket::tcp(Family::Ipv4)?;
-            l.bind(b)
-                .map_err(|e| harness::sock::socket_step("bind", e))?;
-            l.listen(1)
-                .map_err(|e| harness::sock::socket_step("listen", e))?;
-            Ok(l)
-        })??;
-    // The reader times the transfer itself: from its first byte to its last.
-    let reader = lab.host(Host::B).submit(move || -> (u64, f64) {
-        let Some(Ok((s, _))) = (listener.poll(libc::POLLIN, Duration::from_secs(5)) != 0)
-            .then(|| listener.accept_now())
-        else {
-            return (0, 0.0);
-        };
-        let (mut total, mut first, mut last) = (0u64, None, Instant::now());
-        while let Some(Ok(r)) = s.recv_timeout(1 << 20, 0, Duration::from_millis(500)) {
-            if r.returned == 0 {
-                break;
-            }
-            first.get_or_insert_with(Instant::now);
-            last = Instant::now();
-            total += r.returned as u64;
-        }
-        (total, first.map_or(0.0, |f| (last - f).as_secs_f64()))
-    });
-    lab.host(Host::A)
-        .run(move || -> Result<(), HarnessError> {
-            let c = Socket::tcp(Family::Ipv4)?;
-            c.connect_timeout(b, Duration::from_secs(2))?;
-            let buf = vec![0u8; 1 << 16];
-            let end = Instant::now() + Duration::from_secs_f64(secs);
-            while Instant::now() < end {
-                if c.send(&buf, 0)?.is_err() {
-                    break;
+    };
+    let gate = harness::schedule::CpuGate::unlimited();
+    let ran = run_in_lab(
+        &config,
+        None,
+        &gate,
+        Settle::Exactly(Duration::ZERO),
+        |lab| {
+            let b = SocketAddr::new(lab.addr(Host::B, Family::Ipv4), 5001);
+            let listener = lab
+                .host(Host::B)
+                .run(move || -> Result<Socket, HarnessError> {
+                    let l = Socket::tcp(Family::Ipv4)?;
+                    l.bind(b)
+                        .map_err(|e| harness::sock::socket_step("bind", e))?;
+                    l.listen(1)
+                        .map_err(|e| harness::sock::socket_step("listen", e))?;
+                    Ok(l)
+                })??;
+            // The reader times the transfer itself: from its first byte to its last.
+            let reader = lab.host(Host::B).submit(move || -> (u64, f64) {
+                let Some(Ok((s, _))) = (listener.poll(libc::POLLIN, Duration::from_secs(5)) != 0)
+                    .then(|| listener.accept_now())
+                else {
+                    return (0, 0.0);
+                };
+                let (mut total, mut first, mut last) = (0u64, None, Instant::now());
+                while let Some(Ok(r)) = s.recv_timeout(1 << 20, 0, Duration::from_millis(500)) {
+                    if r.returned == 0 {
+                        break;
+                    }
+                    first.get_or_insert_with(Instant::now);
+                    last = Instant::now();
+                    total += r.returned as u64;
                 }
-            }
-            Ok(())
-        })??;
-    let (bytes, elapsed) = reader.wait()?;
-    let captured = capture.stop()?;
-    Ok((bytes as f64 * 8.0 / elapsed.max(0.001), captured.drops))
+                (total, first.map_or(0.0, |f| (last - f).as_secs_f64()))
+            });
+            lab.host(Host::A)
+                .run(move || -> Result<(), HarnessError> {
+                    let c = Socket::tcp(Family::Ipv4)?;
+                    c.connect_timeout(b, Duration::from_secs(2))?;
+                    let buf = vec![0u8; 1 << 16];
+                    let end = Instant::now() + Duration::from_secs_f64(secs);
+                    while Instant::now() < end {
+                        if c.send(&buf, 0)?.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })??;
+            reader.wait()
+        },
+    )?;
+    let (bytes, elapsed) = ran.executed;
+    Ok((bytes as f64 * 8.0 / elapsed.max(0.001), ran.captured.drops))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

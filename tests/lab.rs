@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use harness::frame::Host;
 use harness::lab::{ethtool, Lab, LabConfig};
-use harness::runner::lab_host_addrs;
+use harness::pipeline::lab_host_addrs;
 use harness::sock::{ConnectOutcome, Family, Socket};
 use harness::trace::Trace;
 use harness::HarnessError;

@@ -230,7 +230,7 @@ fn predicate_rules_drop_the_nth_data_segment_and_delay_the_first_fin() {
         "the stream arrives intact despite the drop"
     );
     let captured = capture.stop().unwrap();
-    let trace = Trace::build(&captured.frames, &harness::runner::lab_host_addrs(), None);
+    let trace = Trace::build(&captured.frames, &harness::pipeline::lab_host_addrs(), None);
     let dropped: Vec<usize> = captured
         .link_events
         .iter()

@@ -31,6 +31,8 @@
 //! - [`trace`] — frames grouped into conversations, relative seq/ack, roles, canonical lines, labels.
 //! - [`invariants`] — the four TCP invariants checked on every conversation of every case.
 //! - [`pcapng`] — pcapng writer (ns resolution, direction, comments) and pcap/pcapng reader.
+//! - [`pipeline`] — one run in a fresh lab, written once for the runner, snapshots and bench: a case's lab
+//!   settings, build and capture (in a CPU slot), execute, settle, stop the capture (in a CPU slot), the trace.
 //! - [`runner`] — one lab per case, concurrent workers, seeds, case files, shrinking and confirmation.
 //! - [`schedule`] — how many cases run at once: CPU slots for CPU-bound phases, admission while CPUs idle.
 //! - [`report`] — the results of a run: terminal summary, JSON, JUnit XML.
@@ -55,6 +57,7 @@ pub mod link;
 pub mod model;
 pub mod ops;
 pub mod pcapng;
+pub mod pipeline;
 pub mod property;
 pub mod record;
 pub mod report;

@@ -17,12 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::HarnessError;
 use crate::frame::{Frame, Host};
 use crate::invariants::InvariantContext;
-use crate::lab::{host_addr, Lab, LabConfig};
+use crate::lab::LabConfig;
+use crate::pipeline::{case_config, case_lab, case_trace, run_in_lab, Ran, Settle};
 use crate::property::{case_rng, case_seed, CaseEnv, Property, PropertyInfo, Verdict};
-use crate::record::realtime_ns;
 use crate::schedule::{Admission, CpuGate};
 use crate::sock::Family;
-use crate::trace::{HostAddrs, Trace};
+use crate::trace::Trace;
 
 /// A case, fully determined: what a case file holds and what `replay` re-runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,17 +206,6 @@ impl<P: Property> DynProperty for P {
     }
 }
 
-/// The lab hosts' addresses as the trace needs them.
-pub fn lab_host_addrs() -> HostAddrs {
-    let mut entries = Vec::new();
-    for host in [Host::A, Host::B] {
-        for family in [Family::Ipv4, Family::Ipv6] {
-            entries.push((host_addr(host, family), host));
-        }
-    }
-    HostAddrs::new(entries)
-}
-
 fn execute_and_check<P: Property>(
     prop: &P,
     case: &P::Case,
@@ -231,18 +220,7 @@ fn execute_and_check<P: Property>(
     ),
     HarnessError,
 > {
-    let mut config = spec.lab.clone();
-    let extra = prop.lab_config(case);
-    config.sysctls.extend(extra.sysctls);
-    config.exec.extend(extra.exec);
-    config.mtu = extra.mtu.or(config.mtu);
-    config.dynamic_neighbours |= extra.dynamic_neighbours;
-    // A property that needs the relay brings its own (seeded) impairments.
-    if extra.link != crate::link::LinkSpec::Veth {
-        config.link = extra.link;
-    }
-    // Building the lab is CPU-bound (namespaces, netlink); executing mostly waits, and holds no slot.
-    let building = gate.acquire();
+    let config = case_config(&spec.lab, prop.lab_config(case));
     let ctx = crate::sut::CaseContext {
         family: spec.family,
         seed: spec.seed,
@@ -250,39 +228,43 @@ fn execute_and_check<P: Property>(
         mtu: config.mtu.unwrap_or(1500),
         port: None,
     };
-    let lab = Lab::build_case(&config, &ctx)?;
-    let capture = lab.start_capture()?;
-    drop(building);
-    let start_ns = realtime_ns();
-    let env = CaseEnv {
-        lab: &lab,
-        family: spec.family,
-        seed: spec.seed,
-        timing: if config.sut.is_some() {
-            crate::backend::TimingBounds::RFC
-        } else {
-            crate::backend::TimingBounds::LINUX
-        },
+    let timing = if config.sut.is_some() {
+        crate::backend::TimingBounds::RFC
+    } else {
+        crate::backend::TimingBounds::LINUX
     };
-    crate::exec::start_recording_ops();
-    let observed = prop.execute(case, &env);
-    let ops = crate::exec::take_recorded_ops();
-    let observed = observed?;
     // Answers still in flight need the link's round trip on top of the property's own settle time.
-    std::thread::sleep(prop.settle(case) + lab.link_round_trip() * 2 + env.timing.answer_grace);
-    let _checking = gate.acquire();
-    let captured = capture.stop()?;
+    // A user-space stack gets its answer grace on top (TimingBounds::answer_grace).
+    let settle = Settle::PlusLinkRoundTrips(prop.settle(case) + timing.answer_grace);
+    let ran = run_in_lab(&config, Some(&ctx), gate, settle, |lab| {
+        let env = CaseEnv {
+            lab,
+            family: spec.family,
+            seed: spec.seed,
+            timing,
+        };
+        crate::exec::start_recording_ops();
+        let observed = prop.execute(case, &env);
+        let ops = crate::exec::take_recorded_ops();
+        Ok((observed?, ops))
+    })?;
     let rcvbuf_limit = [
-        Some(lab.rcvbuf_limit(Host::A)),
+        Some(ran.lab.rcvbuf_limit(Host::A)),
         // No kernel on b bounds a SUT's window by a buffer netconform knows.
-        config.sut.is_none().then(|| lab.rcvbuf_limit(Host::B)),
+        config.sut.is_none().then(|| ran.lab.rcvbuf_limit(Host::B)),
     ];
-    let mut trace = Trace::build(&captured.frames, &lab_host_addrs(), Some(start_ns));
-    trace.link_events = captured.link_events.clone();
+    let trace = ran.trace();
     let trace_text = trace.render();
+    let Ran {
+        executed: (observed, ops),
+        captured,
+        start_ns,
+        checking: _checking,
+        ..
+    } = ran;
     let drawing = crate::report::view::DrawInputs {
         start_ns,
-        link_events: captured.link_events.clone(),
+        link_events: captured.link_events,
         ops,
     };
     if captured.drops > 0 {
@@ -791,16 +773,6 @@ fn rerun_invalid(prop: &dyn DynProperty, spec: &CaseSpec, gate: &CpuGate, run: &
     }
 }
 
-/// The lab settings of one case: the user's, with a relay's seed derived from the case's seed, so every case
-/// of a `--link relay` run gets its own loss pattern and its case file replays exactly that pattern
-/// ([`crate::link::LinkSpec::for_case`]).
-pub fn case_lab(user: &LabConfig, case_seed: u64) -> LabConfig {
-    LabConfig {
-        link: user.link.for_case(case_seed),
-        ..user.clone()
-    }
-}
-
 /// A finished case as a worker hands it back: property index, run, (case file, pcapng), write error, shrink.
 type Done = (
     usize,
@@ -869,8 +841,7 @@ pub fn view_of_run(
     run: &CaseRun,
     files: Option<&(String, String)>,
 ) -> crate::report::view::CaseView {
-    let mut trace = Trace::build(&run.frames, &lab_host_addrs(), Some(run.drawing.start_ns));
-    trace.link_events = run.drawing.link_events.clone();
+    let trace = case_trace(&run.frames, run.drawing.start_ns, &run.drawing.link_events);
     let (violation, detail) = match &run.status {
         CaseStatus::Fail { violation } => {
             let mut shown = violation.clone();

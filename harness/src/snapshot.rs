@@ -18,9 +18,10 @@ use std::time::Duration;
 use crate::error::HarnessError;
 use crate::exec::{run_program, ExecConfig, OpOutcome};
 use crate::frame::Host;
-use crate::lab::{Lab, LabConfig, SysctlSetting};
+use crate::lab::{LabConfig, SysctlSetting};
 use crate::ops::Program;
-use crate::runner::lab_host_addrs;
+use crate::pipeline::{run_in_lab, Settle};
+use crate::schedule::CpuGate;
 use crate::sock::Family;
 use crate::trace::{ConversationKind, Trace};
 
@@ -100,23 +101,21 @@ pub fn run_scenario(s: &Scenario, profile: &Profile, seed: u64) -> Result<String
         }
     }
     cfg.sysctls.extend(s.overrides.iter().cloned());
-    let lab = Lab::build(&cfg)?;
-    let capture = lab.start_capture()?;
-    let start_ns = crate::record::realtime_ns();
     let mut exec = ExecConfig::new(seed, s.family);
     exec.io_timeout_ms = s.io_timeout_ms;
-    let (outcomes, sockets) = run_program(&lab, &s.program, exec)?;
-    std::thread::sleep(s.settle);
-    let captured = capture.stop()?;
-    drop(sockets);
-    drop(lab);
-    if captured.drops > 0 {
+    let gate = CpuGate::unlimited();
+    let ran = run_in_lab(&cfg, None, &gate, Settle::Exactly(s.settle), |lab| {
+        run_program(lab, &s.program, exec)
+    })?;
+    if ran.captured.drops > 0 {
         return Err(HarnessError::capture(
             "snapshot capture",
-            std::io::Error::other(format!("{} frames dropped", captured.drops)),
+            std::io::Error::other(format!("{} frames dropped", ran.captured.drops)),
         ));
     }
-    let trace = Trace::build(&captured.frames, &lab_host_addrs(), Some(start_ns));
+    let trace = ran.trace();
+    // The sockets close after the capture stopped: their FIN or RST is not part of the scenario.
+    let (outcomes, _sockets) = ran.executed;
     Ok(render(s, profile, &outcomes, &trace))
 }
 
