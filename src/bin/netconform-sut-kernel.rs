@@ -21,6 +21,7 @@
 //! gone), so TIME-WAIT is only seen while the socket is still open, which the kernel never reports through a
 //! descriptor.
 
+use harness::sut::base64;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read, Write};
 use std::mem::MaybeUninit;
@@ -905,105 +906,4 @@ fn malformed(line: &str) {
         "{}",
         json!({"event": "malformed_request", "line": line.chars().take(200).collect::<String>()})
     );
-}
-
-/// Standard base64 (RFC 4648 §4), padded on output; padding optional on input.
-mod base64 {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(bytes: &[u8]) -> String {
-        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let group = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(group >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    /// `None` on a character outside the alphabet, misplaced padding or an impossible length.
-    pub fn decode(text: &str) -> Option<Vec<u8>> {
-        let text = text.as_bytes();
-        let unpadded = match text {
-            [rest @ .., b'=', b'='] | [rest @ .., b'='] if text.len().is_multiple_of(4) => rest,
-            _ => text,
-        };
-        if unpadded.len() % 4 == 1 {
-            return None;
-        }
-        let mut out = Vec::with_capacity(unpadded.len() / 4 * 3 + 2);
-        for chunk in unpadded.chunks(4) {
-            let mut group = 0u32;
-            for &c in chunk {
-                group = (group << 6) | u32::from(value(c)?);
-            }
-            group <<= 6 * (4 - chunk.len() as u32);
-            let bytes = group.to_be_bytes();
-            out.extend_from_slice(&bytes[1..chunk.len()]);
-        }
-        Some(out)
-    }
-
-    fn value(c: u8) -> Option<u8> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        })
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        /// RFC 4648 §10 test vectors.
-        #[test]
-        fn round_trips_the_rfc_vectors() {
-            for (plain, coded) in [
-                ("", ""),
-                ("f", "Zg=="),
-                ("fo", "Zm8="),
-                ("foo", "Zm9v"),
-                ("foob", "Zm9vYg=="),
-                ("fooba", "Zm9vYmE="),
-                ("foobar", "Zm9vYmFy"),
-            ] {
-                assert_eq!(encode(plain.as_bytes()), coded);
-                assert_eq!(decode(coded).as_deref(), Some(plain.as_bytes()));
-                assert_eq!(
-                    decode(coded.trim_end_matches('=')).as_deref(),
-                    Some(plain.as_bytes())
-                );
-            }
-        }
-
-        #[test]
-        fn refuses_what_is_not_base64() {
-            assert_eq!(decode("Zm9v!"), None);
-            assert_eq!(decode("Z"), None);
-            assert_eq!(decode("Zg=a"), None);
-            assert_eq!(decode("=Zg="), None);
-        }
-
-        #[test]
-        fn round_trips_every_byte() {
-            let all: Vec<u8> = (0..=255).collect();
-            for len in 0..all.len() {
-                assert_eq!(decode(&encode(&all[..len])).as_deref(), Some(&all[..len]));
-            }
-        }
-    }
 }

@@ -78,6 +78,21 @@ pub struct DrivenSession {
     sockets: Vec<Option<Entry>>,
 }
 
+impl Entry {
+    fn new(id: u64, kind: SockKind, local_port: Option<u16>) -> Entry {
+        Entry {
+            id,
+            kind,
+            local_port,
+            peer_port: None,
+            linger_zero: false,
+            closed: false,
+            read_offset: 0,
+            write_offset: 0,
+        }
+    }
+}
+
 impl DrivenSession {
     pub fn new(sut: Arc<Mutex<dyn Conversation>>, cfg: ExecConfig, peers: Arc<PortBook>) -> Self {
         DrivenSession {
@@ -183,16 +198,7 @@ impl DrivenSession {
                     return Ok(Self::failed(&r));
                 }
                 let id = sock_id(&r)?;
-                self.sockets.push(Some(Entry {
-                    id,
-                    kind: *kind,
-                    local_port: None,
-                    peer_port: None,
-                    linger_zero: false,
-                    closed: false,
-                    read_offset: 0,
-                    write_offset: 0,
-                }));
+                self.sockets.push(Some(Entry::new(id, *kind, None)));
                 Ok(OpResult::Value {
                     value: (self.sockets.len() - 1) as u64,
                 })
@@ -287,16 +293,7 @@ impl DrivenSession {
                     return Ok(Self::failed(&r));
                 }
                 let new = sock_id(&r)?;
-                self.sockets.push(Some(Entry {
-                    id: new,
-                    kind: SockKind::Tcp,
-                    local_port: lport,
-                    peer_port: None,
-                    linger_zero: false,
-                    closed: false,
-                    read_offset: 0,
-                    write_offset: 0,
-                }));
+                self.sockets.push(Some(Entry::new(new, SockKind::Tcp, lport)));
                 Ok(OpResult::Value {
                     value: (self.sockets.len() - 1) as u64,
                 })

@@ -70,5 +70,8 @@ mod tests {
         assert_eq!(decode(&encode(&all)).unwrap(), all);
         assert_eq!(decode("Zm9v!"), None);
         assert_eq!(decode("Z"), None);
+        assert_eq!(decode("Zg=a"), None);
+        assert_eq!(decode("=Zg="), None);
+        assert_eq!(decode("Zm8").unwrap(), b"fo", "padding is optional on input");
     }
 }
