@@ -440,3 +440,123 @@ impl Property for SndbufBackpressure {
         findings.verdict()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! `check` over recorded outcomes (no capture needed: neither verdict here depends on a frame).
+    use super::*;
+    use harness::exec::{OpOutcome, OpResult, SockSnapshot};
+    use harness::sock::TcpInfo;
+
+    const CASE: SndbufCase = SndbufCase {
+        sndbuf: 112_640,
+        rcvbuf: 59_392,
+    };
+
+    /// a's write of `len` with `result`, TCP_INFO showing `unacked` segments in flight after it.
+    fn write(index: usize, len: usize, result: OpResult, unacked: u32) -> OpOutcome {
+        OpOutcome {
+            host: Host::A,
+            index,
+            segment: 0,
+            op: Op::Write { sock: 0, len },
+            result,
+            sock: Some(SockSnapshot {
+                kind: SockKind::Tcp,
+                local_port: Some(40_000),
+                peer_port: Some(PORT),
+                tcp: Some(TcpInfo {
+                    state: 1,
+                    retransmits: 0,
+                    probes: 0,
+                    backoff: 0,
+                    options: 7,
+                    snd_wscale: 1,
+                    rcv_wscale: 10,
+                    rto_us: 200_000,
+                    snd_mss: 1448,
+                    rcv_mss: 1448,
+                    unacked,
+                    rcv_space: 14_480,
+                    snd_cwnd: 10,
+                    total_retrans: 0,
+                }),
+                rcvbuf: None,
+            }),
+            t_ns: index as u64 * 10_000_000,
+            wall_ns: 0,
+            done_wall_ns: 0,
+        }
+    }
+
+    fn verdict(outcomes: Vec<OpOutcome>) -> Verdict {
+        let trace = Trace::build(&[], &harness::trace::HostAddrs::default(), None);
+        let observed = ProgramObserved {
+            outcomes,
+            sockets: Vec::new(),
+        };
+        SndbufBackpressure.check(&CASE, &observed, &trace)
+    }
+
+    fn value(value: u64) -> OpResult {
+        OpResult::Value { value }
+    }
+
+    fn eagain() -> OpResult {
+        OpResult::Errno {
+            errno: "EAGAIN".into(),
+        }
+    }
+
+    /// The false failure seen under load (seed 13, case 118): b's zero-window ACK came after a's last
+    /// refill and freed a's buffer, so the 1000-byte write was taken. Segments were still in flight after
+    /// the refills, so the premise was not reached: invalid with its cause, never a failure.
+    #[test]
+    fn regression_ack_after_last_refill_is_invalid_not_fail() {
+        let v = verdict(vec![
+            write(5, FLOOD, value(238_920), 24),
+            write(7, REFILL, eagain(), 24),
+            write(9, REFILL, value(72_878), 30),
+            write(10, REFILL, eagain(), 30),
+            write(11, PROBE, value(1000), 0),
+        ]);
+        match v {
+            Verdict::Invalid { reason } => {
+                assert!(reason.contains("did not close"), "{reason}");
+                assert!(reason.contains("30 segments in flight"), "{reason}");
+            }
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    /// A real violation still fails: nothing was in flight after a refill, one more refill filled the
+    /// buffer, no ACK came, and the kernel still took the probe write.
+    #[test]
+    fn write_taken_with_buffers_full_fails() {
+        let v = verdict(vec![
+            write(5, FLOOD, value(238_920), 24),
+            write(7, REFILL, value(72_878), 0),
+            write(8, REFILL, eagain(), 0),
+            write(9, PROBE, value(1000), 0),
+        ]);
+        match v {
+            Verdict::Fail { violation } => {
+                let text = format!("{violation:?}");
+                assert!(text.contains("EAGAIN"), "{text}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    /// The premise reached and the probe refused: a pass.
+    #[test]
+    fn eagain_with_buffers_full_passes() {
+        let v = verdict(vec![
+            write(5, FLOOD, value(238_920), 24),
+            write(7, REFILL, value(72_878), 0),
+            write(8, REFILL, eagain(), 0),
+            write(9, PROBE, eagain(), 0),
+        ]);
+        assert!(matches!(v, Verdict::Pass { .. }), "{v:?}");
+    }
+}
