@@ -293,7 +293,8 @@ impl DrivenSession {
                     return Ok(Self::failed(&r));
                 }
                 let new = sock_id(&r)?;
-                self.sockets.push(Some(Entry::new(new, SockKind::Tcp, lport)));
+                self.sockets
+                    .push(Some(Entry::new(new, SockKind::Tcp, lport)));
                 Ok(OpResult::Value {
                     value: (self.sockets.len() - 1) as u64,
                 })

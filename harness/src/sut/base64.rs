@@ -72,6 +72,10 @@ mod tests {
         assert_eq!(decode("Z"), None);
         assert_eq!(decode("Zg=a"), None);
         assert_eq!(decode("=Zg="), None);
-        assert_eq!(decode("Zm8").unwrap(), b"fo", "padding is optional on input");
+        assert_eq!(
+            decode("Zm8").unwrap(),
+            b"fo",
+            "padding is optional on input"
+        );
     }
 }
