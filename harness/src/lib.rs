@@ -16,8 +16,8 @@
 //! - [`record`] — what relay and peer record (frames, link decisions) and the clock every frame is stamped with.
 //! - [`sut`] — systems under test beyond the kernel: their description (`--sut`), the sandbox an untrusted
 //!   SUT process runs in, and the `netconform-sut/1` driver that speaks to it.
-//! - [`backend`] — what executes a host's program (b's kernel today): subjects, needs, what a backend
-//!   offers, and the timing bounds it is held to.
+//! - [`backend`] — what executes a host's program (the kernel's sockets, or a driven SUT on b): subjects,
+//!   needs, what a backend offers, and the timing bounds it is held to.
 //! - [`exec`] — the executor: runs a program through both hosts' backends between barriers, records every
 //!   outcome.
 //! - [`sock`] — kernel sockets created on host threads, with the containment check before connect/send;
