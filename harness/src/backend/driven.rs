@@ -377,18 +377,7 @@ impl DrivenSession {
                     mismatch_at = mismatch_at.or(m);
                     got += data.len() as u64;
                 }
-                Ok(if got == 0 && !eof && *len > 0 {
-                    OpResult::TimedOut
-                } else {
-                    OpResult::Read {
-                        n: got,
-                        returned: got,
-                        eof: eof && got == 0,
-                        truncated: false,
-                        offset,
-                        mismatch_at,
-                    }
-                })
+                Ok(OpResult::read_exact(*len, got, eof, offset, mismatch_at))
             }
             Op::SendTo { sock, len, port } => {
                 let seed = self.cfg.seed;

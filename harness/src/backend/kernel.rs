@@ -367,19 +367,7 @@ impl KernelSession {
                         Err(_) => break,
                     }
                 }
-                // Asking for 0 bytes is satisfied at once (like read(fd, buf, 0)).
-                Ok(if got == 0 && !eof && *len > 0 {
-                    OpResult::TimedOut
-                } else {
-                    OpResult::Read {
-                        n: got,
-                        returned: got,
-                        eof: eof && got == 0,
-                        truncated: false,
-                        offset,
-                        mismatch_at,
-                    }
-                })
+                Ok(OpResult::read_exact(*len, got, eof, offset, mismatch_at))
             }
             Op::SendTo { sock, len, port } => {
                 let e = self.entry(*sock);

@@ -67,6 +67,30 @@ impl OpResult {
             _ => None,
         }
     }
+    /// What a read of exactly `len` bytes gives, whichever backend ran it: `got` bytes from stream offset
+    /// `offset`, `eof` when the stream ended before any. Nothing by the deadline is [`OpResult::TimedOut`];
+    /// asking for 0 bytes is satisfied at once (like read(fd, buf, 0)).
+    pub fn read_exact(
+        len: usize,
+        got: u64,
+        eof: bool,
+        offset: u64,
+        mismatch_at: Option<u64>,
+    ) -> OpResult {
+        if got == 0 && !eof && len > 0 {
+            OpResult::TimedOut
+        } else {
+            OpResult::Read {
+                n: got,
+                returned: got,
+                eof: eof && got == 0,
+                truncated: false,
+                offset,
+                mismatch_at,
+            }
+        }
+    }
+
     pub fn err(e: Errno) -> OpResult {
         OpResult::Errno { errno: e.name() }
     }
