@@ -107,9 +107,17 @@ fn the_kernel_adapter_gives_the_direct_runs_verdicts() {
     let common = ["run", "--cases", "6", "--seed", "4242"];
     let (direct_rc, direct, direct_text) = run_json("sut-direct", &common);
     assert_eq!(direct_rc, 0, "the direct run must pass:\n{direct_text}");
+    let html = out_dir("sut-kernel-adapter-html").join("report.html");
+    let html_arg = html.to_string_lossy().into_owned();
     let mut args = common.to_vec();
-    args.extend(["--sut", &adapter, "--attach", "kernel"]);
+    args.extend(["--sut", &adapter, "--attach", "kernel", "--html", &html_arg]);
     let (rc, via, via_text) = run_json("sut-kernel-adapter", &args);
+    // The HTML report says why each skipped property did not run.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("skipped: needs kernel sock_diag on b"),
+        "{via_text}"
+    );
     let props = |r: &Value| -> Vec<Value> { r["properties"].as_array().unwrap().clone() };
     let (direct, via) = (props(&direct), props(&via));
     assert_eq!(direct.len(), via.len());

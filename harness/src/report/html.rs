@@ -269,6 +269,13 @@ fn summary_table(h: &mut String, props: &[PropertyResult]) {
             esc(&p.id),
             esc(&p.title)
         );
+        if let Some(why) = &p.skipped {
+            let _ = write!(
+                h,
+                "<div class=\"notes skipped\">skipped: {}</div>",
+                esc(why)
+            );
+        }
         if !notes.is_empty() {
             let _ = write!(h, "<div class=\"notes\">{}</div>", esc(&notes.join("; ")));
         }
