@@ -397,3 +397,66 @@ fn half_close_reads(case: &HalfCloseCase, observed: &ProgramObserved) -> Finding
 
     sockets
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harness::wire::TcpFlags;
+
+    fn seg(index: usize, from: Host, seq: u32, ack: u32, flags: &str, len: u32) -> Seg {
+        Seg {
+            index,
+            number: index + 1,
+            from,
+            seq,
+            ack,
+            flags: TcpFlags {
+                syn: flags.contains('S'),
+                fin: flags.contains('F'),
+                rst: flags.contains('R'),
+                psh: flags.contains('P'),
+                ack: flags.contains('.'),
+                ..Default::default()
+            },
+            len,
+            window: 100,
+            rel_ns: index as u64 * 1000,
+            retransmission: false,
+        }
+    }
+
+    /// The shape seen through the kernel adapter under load (case 25, seed 4): A half-closes at once, B
+    /// sends its data and FIN, A acknowledges the FIN, then a late duplicate ACK from A meets B's socket after
+    /// LAST-ACK → CLOSED, and B answers it the way a closed port does.
+    fn closed_then_answered() -> Vec<Seg> {
+        vec![
+            seg(0, Host::A, 1, 1, "F.", 0),
+            seg(1, Host::B, 1, 2, ".", 0),
+            seg(2, Host::B, 1, 2, "FP.", 100),
+            seg(3, Host::A, 2, 102, ".", 0),
+            seg(4, Host::A, 2, 102, ".", 0),
+            seg(5, Host::B, 102, 0, "R", 0),
+        ]
+    }
+
+    #[test]
+    fn a_rst_answering_a_segment_after_the_close_completed_is_not_a_reset_of_the_half_close() {
+        let segs = closed_then_answered();
+        assert!(answers_after_close(&segs, &segs[5]));
+    }
+
+    #[test]
+    fn a_rst_before_the_close_completed_is_still_a_reset() {
+        let mut segs = closed_then_answered();
+        // B's FIN never acknowledged: B was not CLOSED when it reset.
+        segs.remove(3);
+        segs.remove(3);
+        let rst = seg(3, Host::B, 102, 0, "R", 0);
+        segs.push(rst.clone());
+        assert!(!answers_after_close(&segs, &rst));
+        // A RST with ACK (an abort) is never the closed-port answer.
+        let segs = closed_then_answered();
+        let abort = seg(5, Host::B, 102, 2, "R.", 0);
+        assert!(!answers_after_close(&segs[..5], &abort));
+    }
+}
