@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::backend::{Cap, HostSession};
+use crate::backend::{Cap, HostSession, Slot};
 use crate::error::HarnessError;
 use crate::exec::outcome::{ExecConfig, OpResult, SockSnapshot};
 use crate::ops::{fill_stream, first_mismatch, Op, ShutdownHow, SockKind, SockOpt, TcpState};
@@ -121,7 +121,9 @@ impl DrivenSession {
     }
 
     fn entry(&mut self, i: usize) -> &mut Entry {
-        self.sockets[i].as_mut().expect("checked by apply")
+        self.sockets[i]
+            .as_mut()
+            .expect("the executor checks the slot before apply")
     }
 
     /// The errno of a failed reply as an op result; EAGAIN at a deadline is the kernel backend's
@@ -169,13 +171,6 @@ impl DrivenSession {
 
     fn apply_op(&mut self, op: &Op) -> Result<OpResult, HarnessError> {
         let skipped = |why: &str| Ok(OpResult::Skipped { why: why.into() });
-        if let Some(i) = op.sock() {
-            match self.sockets.get(i) {
-                None | Some(None) => return skipped("no such socket"),
-                Some(Some(e)) if e.closed => return skipped("socket closed"),
-                Some(Some(_)) => {}
-            }
-        }
         let io = self.io();
         let mut f = Map::new();
         match op {
@@ -523,6 +518,14 @@ pub fn parse_state(name: &str) -> Option<TcpState> {
 impl HostSession for DrivenSession {
     fn apply(&mut self, op: &Op) -> Result<OpResult, HarnessError> {
         self.apply_op(op)
+    }
+
+    fn slot(&self, sock: usize) -> Slot {
+        match self.sockets.get(sock) {
+            None | Some(None) => Slot::Missing,
+            Some(Some(e)) if e.closed => Slot::Closed,
+            Some(Some(_)) => Slot::Open,
+        }
     }
 
     fn snapshot(&mut self, sock: usize) -> Option<SockSnapshot> {

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::backend::HostSession;
+use crate::backend::{HostSession, Slot};
 use crate::error::HarnessError;
 use crate::exec::outcome::{ExecConfig, OpResult, SockSnapshot};
 use crate::ops::{fill_stream, first_mismatch, Op, ShutdownHow, SockKind, SockOpt, TcpState};
@@ -36,6 +36,14 @@ impl KernelSession {
 impl HostSession for KernelSession {
     fn apply(&mut self, op: &Op) -> Result<OpResult, HarnessError> {
         self.apply_op(op)
+    }
+
+    fn slot(&self, sock: usize) -> Slot {
+        match self.sockets.get(sock) {
+            None | Some(None) => Slot::Missing,
+            Some(Some(e)) if e.closed => Slot::Closed,
+            Some(Some(_)) => Slot::Open,
+        }
     }
 
     fn snapshot(&mut self, sock: usize) -> Option<SockSnapshot> {
@@ -103,13 +111,6 @@ impl KernelSession {
 
     fn apply_op(&mut self, op: &Op) -> Result<OpResult, HarnessError> {
         let skipped = |why: &str| Ok(OpResult::Skipped { why: why.into() });
-        if let Some(i) = op.sock() {
-            match self.sockets.get(i) {
-                None | Some(None) => return skipped("no such socket"),
-                Some(Some(e)) if e.closed => return skipped("socket closed"),
-                Some(Some(_)) => {}
-            }
-        }
         let seed = self.cfg.seed;
         let io = self.io_timeout();
         let peer = self.peer;
@@ -423,7 +424,9 @@ impl KernelSession {
             }
             Op::Close { sock } => {
                 // Dropping the descriptor is close(); the index stays taken so later ops are no-ops.
-                let mut gone = self.sockets[*sock].take().expect("checked above");
+                let mut gone = self.sockets[*sock]
+                    .take()
+                    .expect("the executor checks the slot before apply");
                 gone.closed = true;
                 drop(gone.sock);
                 Ok(OpResult::Done)
@@ -463,7 +466,9 @@ impl KernelSession {
     }
 
     fn entry(&mut self, i: usize) -> &mut Entry {
-        self.sockets[i].as_mut().expect("checked by apply")
+        self.sockets[i]
+            .as_mut()
+            .expect("the executor checks the slot before apply")
     }
 }
 

@@ -30,11 +30,25 @@ use crate::ops::Op;
 /// A host's sockets as one backend runs them. Ops come one at a time, in program order; the session keeps
 /// its sockets (by the program's indices) until it is dropped, after the capture stopped.
 pub trait HostSession: Send {
-    /// Runs one op. An op that does not apply (no such socket, closed, wrong kind) is
-    /// [`OpResult::Skipped`]; a [`HarnessError`] means the backend itself failed (the case errors).
+    /// Runs one op on an open socket (the executor has checked [`HostSession::slot`]). An op that does not
+    /// apply (wrong kind, no request for it) is [`OpResult::Skipped`]; a [`HarnessError`] means the backend
+    /// itself failed (the case errors).
     fn apply(&mut self, op: &Op) -> Result<OpResult, HarnessError>;
+    /// What the program index `sock` holds: ops on a missing or closed socket are no-ops (the op language's
+    /// rule, applied once by the executor for every backend).
+    fn slot(&self, sock: usize) -> Slot;
     /// The socket at program index `sock` right after an op, as far as the backend can tell.
     fn snapshot(&mut self, sock: usize) -> Option<SockSnapshot>;
+}
+
+/// What a program's socket index holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// No socket was ever made at this index.
+    Missing,
+    /// Closed by the program: the index stays taken.
+    Closed,
+    Open,
 }
 
 /// The host a property judges: its violations are findings about that host only.

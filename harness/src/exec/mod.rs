@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::driven::{DrivenSession, PortBook};
 use crate::backend::kernel::KernelSession;
-use crate::backend::HostSession;
+use crate::backend::{HostSession, Slot};
 use crate::error::HarnessError;
 use crate::frame::Host;
 use crate::lab::Lab;
@@ -249,7 +249,15 @@ impl HostExec {
     fn step(&mut self, index: usize, segment: usize, op: &Op) -> Result<OpOutcome, HarnessError> {
         let t_ns = self.start.elapsed().as_nanos() as u64;
         let wall_ns = crate::record::realtime_ns();
-        let result = self.session.apply(op)?;
+        let result = match op.sock().map(|i| self.session.slot(i)) {
+            Some(Slot::Missing) => OpResult::Skipped {
+                why: "no such socket".into(),
+            },
+            Some(Slot::Closed) => OpResult::Skipped {
+                why: "socket closed".into(),
+            },
+            Some(Slot::Open) | None => self.session.apply(op)?,
+        };
         let done_wall_ns = crate::record::realtime_ns();
         let sock = op.sock().and_then(|i| self.session.snapshot(i));
         if let (Some(book), Some(port)) = (&self.ports, sock.as_ref().and_then(|s| s.local_port)) {
