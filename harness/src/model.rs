@@ -673,3 +673,189 @@ fn apply(list: &mut Vec<ModelSock>, o: &OpOutcome) {
         }
     }
 }
+
+/// Model invariants, checked with proptest (no lab, no root): what the generator promises the executor and
+/// the shrinker, and what the postconditions promise the runner.
+#[cfg(test)]
+mod invariants {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::property::case_rng;
+
+    fn limits() -> impl Strategy<Value = GenLimits> {
+        (1usize..40, any::<bool>(), any::<bool>()).prop_map(|(max_ops, allow_sleep, allow_udp)| {
+            GenLimits {
+                max_ops,
+                allow_sleep,
+                allow_udp,
+            }
+        })
+    }
+
+    fn syncs(ops: &[Op]) -> usize {
+        ops.iter().filter(|o| matches!(o, Op::Sync)).count()
+    }
+
+    /// Any result an executor could report for an op (no-ops, values, reads, errnos, timeouts).
+    fn any_result() -> impl Strategy<Value = OpResult> {
+        prop_oneof![
+            Just(OpResult::Done),
+            Just(OpResult::TimedOut),
+            Just(OpResult::Skipped {
+                why: "no socket".into()
+            }),
+            (0u64..4).prop_map(|value| OpResult::Value { value }),
+            (0u64..70_000).prop_map(|value| OpResult::Value { value }),
+            (
+                0u64..70_000,
+                any::<bool>(),
+                0u64..200_000,
+                proptest::option::of(0u64..200_000)
+            )
+                .prop_map(|(n, eof, offset, mismatch_at)| OpResult::Read {
+                    n,
+                    returned: n,
+                    eof,
+                    truncated: false,
+                    offset,
+                    mismatch_at,
+                }),
+            prop::sample::select(vec![
+                "EPIPE",
+                "ECONNRESET",
+                "ECONNREFUSED",
+                "ENOTCONN",
+                "EINVAL",
+                "EAGAIN",
+                "EADDRINUSE",
+                "EOPNOTSUPP",
+                "EDESTADDRREQ",
+                "EMSGSIZE",
+            ])
+            .prop_map(|e| OpResult::Errno { errno: e.into() }),
+        ]
+    }
+
+    /// A host's ops as outcomes, in order, with the segment each op ran in.
+    fn outcomes_of(host: Host, ops: &[Op], results: &[OpResult]) -> Vec<OpOutcome> {
+        let mut segment = 0;
+        ops.iter()
+            .zip(results.iter().cycle())
+            .enumerate()
+            .map(|(index, (op, result))| {
+                if matches!(op, Op::Sync) {
+                    segment += 1;
+                }
+                OpOutcome {
+                    host,
+                    index,
+                    segment,
+                    op: op.clone(),
+                    result: result.clone(),
+                    sock: None,
+                    t_ns: index as u64 * 1_000,
+                    wall_ns: 0,
+                    done_wall_ns: 0,
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// The executor pairs barriers across hosts: a generated program has as many on a as on b.
+        #[test]
+        fn generated_programs_have_as_many_barriers_on_each_host(seed in any::<u64>(), limits in limits()) {
+            let p = generate(&mut case_rng(seed), limits);
+            prop_assert_eq!(syncs(&p.a), syncs(&p.b), "{}", p.render());
+        }
+
+        /// A program stops growing at the op limit: at most one barrier pair over it, or the connection
+        /// skeleton (at most 12 ops) when the limit is smaller than that.
+        #[test]
+        fn generated_programs_respect_the_op_limit(seed in any::<u64>(), limits in limits()) {
+            let p = generate(&mut case_rng(seed), limits);
+            prop_assert!(p.len() <= limits.max_ops.max(12) + 1, "{} ops for a limit of {}", p.len(), limits.max_ops);
+        }
+
+        /// Replay rests on it: one seed, one program; and a case file keeps it whole.
+        #[test]
+        fn generation_is_a_function_of_the_seed_and_case_files_keep_it(seed in any::<u64>(), limits in limits()) {
+            let p = generate(&mut case_rng(seed), limits);
+            prop_assert_eq!(&p, &generate(&mut case_rng(seed), limits));
+            let json = serde_json::to_string(&p).unwrap();
+            let back: Program = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(p, back);
+        }
+
+        /// Generation honours its switches: no sleeps or waits when sleeps are off, no UDP socket when UDP is off.
+        #[test]
+        fn generation_honours_its_switches(seed in any::<u64>(), max_ops in 1usize..40) {
+            let p = generate(&mut case_rng(seed), GenLimits { max_ops, allow_sleep: false, allow_udp: false });
+            for op in p.a.iter().chain(p.b.iter()) {
+                let timed = matches!(op, Op::Sleep { .. } | Op::WaitReadable { .. } | Op::WaitWritable { .. } | Op::WaitState { .. });
+                prop_assert!(!timed, "timed op {} with sleeps off", op.render());
+                let udp = matches!(op, Op::Socket { kind: SockKind::Udp } | Op::SendTo { .. } | Op::RecvFrom { .. });
+                prop_assert!(!udp, "UDP op {} with UDP off", op.render());
+            }
+        }
+
+        /// The postconditions accept any outcome list without panicking, and judge it the same way twice:
+        /// a shrunk or hand-edited case, or a SUT answering nonsense, is a finding, never a crash.
+        #[test]
+        fn the_model_judges_any_outcomes_without_panicking_and_deterministically(
+            seed in any::<u64>(),
+            ra in proptest::collection::vec(any_result(), 1..12),
+            rb in proptest::collection::vec(any_result(), 1..12),
+        ) {
+            let p = generate(&mut case_rng(seed), GenLimits::DEFAULT);
+            let mut outcomes = outcomes_of(Host::A, &p.a, &ra);
+            outcomes.extend(outcomes_of(Host::B, &p.b, &rb));
+            let first: Vec<String> = check(&outcomes, None).iter().map(|v| format!("{v:?}")).collect();
+            let second: Vec<String> = check(&outcomes, None).iter().map(|v| format!("{v:?}")).collect();
+            prop_assert_eq!(first, second);
+        }
+
+        /// A TCP write that succeeds after its socket's own shutdown(WR) is always a finding, whatever the
+        /// other host did; the test-only model fault turns exactly that prediction around.
+        #[test]
+        fn a_write_after_the_sockets_own_shutdown_is_always_judged(
+            len in 1usize..100_000,
+            seed in any::<u64>(),
+            rb in proptest::collection::vec(any_result(), 1..12),
+        ) {
+            let a_ops = vec![
+                Op::Socket { kind: SockKind::Tcp },
+                Op::Connect { sock: 0, port: PORTS[0] },
+                Op::Shutdown { sock: 0, how: ShutdownHow::Wr },
+                Op::Write { sock: 0, len },
+            ];
+            let a_results = vec![
+                OpResult::Value { value: 0 },
+                OpResult::Done,
+                OpResult::Done,
+                OpResult::Value { value: len as u64 },
+            ];
+            let p = generate(&mut case_rng(seed), GenLimits::DEFAULT);
+            let mut outcomes = outcomes_of(Host::A, &a_ops, &a_results);
+            outcomes.extend(outcomes_of(Host::B, &p.b, &rb));
+            let about_the_write = |v: &Violation| format!("{v:?}").contains("a op 3");
+            prop_assert!(check(&outcomes, None).iter().any(about_the_write));
+            prop_assert!(!check(&outcomes, Some(ModelFault::WriteAfterShutdownSucceeds)).iter().any(about_the_write));
+        }
+
+        /// Every read whose bytes differ from the peer's stream is reported (tcp.stream.integrity).
+        #[test]
+        fn every_corrupted_read_is_reported(n in 1u64..65_536, offset in 0u64..1_000_000, at in 0u64..65_536) {
+            let ops = vec![Op::Socket { kind: SockKind::Tcp }, Op::Read { sock: 0, max: n as usize }];
+            let results = vec![
+                OpResult::Value { value: 0 },
+                OpResult::Read { n, returned: n, eof: false, truncated: false, offset, mismatch_at: Some(offset + at % n) },
+            ];
+            let v = check(&outcomes_of(Host::B, &ops, &results), None);
+            prop_assert!(v.iter().any(|v| format!("{v:?}").contains("tcp.stream.integrity")), "{v:?}");
+        }
+    }
+}
