@@ -1314,6 +1314,36 @@ fn parse_pcap(bytes: &[u8], endian: Endian) -> Result<Capture, PcapError> {
     Ok(out.finish(CaptureFormat::Pcap { nanosecond }))
 }
 
+/// Writes the frames of one case: one interface per link type seen (`nc0@a` for the veth capture point in
+/// host `a`), each frame's direction from its origin as seen from that point (left `a`: outbound; left `b`:
+/// inbound), and `comment` as the section comment naming the case.
+pub fn write_case_frames(path: &Path, comment: &str, frames: &[Frame]) -> io::Result<()> {
+    let mut interfaces: Vec<(&str, LinkType)> = Vec::new();
+    let mut records = Vec::with_capacity(frames.len());
+    for frame in frames {
+        let name = match frame.link {
+            LinkType::Ethernet => "nc0@a",
+            LinkType::RawIp => "relay",
+        };
+        let idx = match interfaces.iter().position(|(_, l)| *l == frame.link) {
+            Some(i) => i,
+            None => {
+                interfaces.push((name, frame.link));
+                interfaces.len() - 1
+            }
+        };
+        let direction = frame.origin.map(|h| match h {
+            crate::frame::Host::A => Direction::Outbound,
+            crate::frame::Host::B => Direction::Inbound,
+        });
+        records.push((idx as u32, frame.clone(), direction));
+    }
+    if interfaces.is_empty() {
+        interfaces.push(("nc0@a", LinkType::Ethernet));
+    }
+    write_case_pcapng(path, comment, &interfaces, &records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2396,34 +2426,4 @@ mod tests {
             parse_without_panic(&bytes);
         }
     }
-}
-
-/// Writes the frames of one case: one interface per link type seen (`nc0@a` for the veth capture point in
-/// host `a`), each frame's direction from its origin as seen from that point (left `a`: outbound; left `b`:
-/// inbound), and `comment` as the section comment naming the case.
-pub fn write_case_frames(path: &Path, comment: &str, frames: &[Frame]) -> io::Result<()> {
-    let mut interfaces: Vec<(&str, LinkType)> = Vec::new();
-    let mut records = Vec::with_capacity(frames.len());
-    for frame in frames {
-        let name = match frame.link {
-            LinkType::Ethernet => "nc0@a",
-            LinkType::RawIp => "relay",
-        };
-        let idx = match interfaces.iter().position(|(_, l)| *l == frame.link) {
-            Some(i) => i,
-            None => {
-                interfaces.push((name, frame.link));
-                interfaces.len() - 1
-            }
-        };
-        let direction = frame.origin.map(|h| match h {
-            crate::frame::Host::A => Direction::Outbound,
-            crate::frame::Host::B => Direction::Inbound,
-        });
-        records.push((idx as u32, frame.clone(), direction));
-    }
-    if interfaces.is_empty() {
-        interfaces.push(("nc0@a", LinkType::Ethernet));
-    }
-    write_case_pcapng(path, comment, &interfaces, &records)
 }

@@ -483,7 +483,7 @@ mod tests {
             let len = (x % 120) as usize;
             let mut b: Vec<u8> = (0..len).map(|i| (x >> (i % 56)) as u8).collect();
             if len > 0 {
-                b[0] = if x % 2 == 0 { 0x45 } else { 0x60 };
+                b[0] = if x.is_multiple_of(2) { 0x45 } else { 0x60 };
             }
             let _ = parse_frame(LinkType::RawIp, &b);
             let _ = QuotedPacket::parse(&b);

@@ -421,7 +421,7 @@ mod tests {
         assert!(TcpOption::parse_all(&[2, 9, 0]).is_err());
         assert!(TcpOption::parse_all(&[5, 6, 0, 0, 0, 0]).is_err());
         assert!(TcpOption::parse_all(&[3, 4, 0, 0]).is_err());
-        let mut seg = vec![0u8; 20];
+        let mut seg = [0u8; 20];
         seg[12] = 0x40; // data offset 16 bytes
         assert!(TcpPacket::new_checked(&seg[..]).is_err());
         seg[12] = 0xf0; // 60 bytes, buffer has 20
