@@ -2,7 +2,8 @@
 //! the protocol over real sockets, kernel attachment) gives the verdicts of the direct kernel run for every
 //! property it can be judged by, and lists the others as skipped with their reasons; SUTs that crash, hang,
 //! print garbage, flood or never say hello (`tests/sut-programs/`) each give a clear per-case result and leave
-//! no process, namespace, interface or mount behind.
+//! no process, namespace, interface, mount or cgroup behind; hostile ones that fork without end, spin on the
+//! CPU or allocate without bound are contained by the sandbox.
 //!
 //! The programs run as an unprivileged uid, so they are copied to a directory every uid may read (a clone
 //! under `/root` is not).
@@ -266,6 +267,64 @@ fn a_flooding_sut_is_a_hang_with_a_bounded_stderr_tail() {
             "the quoted stderr is bounded: {} bytes",
             m.len()
         );
+    }
+}
+
+#[test]
+fn a_fork_bomb_is_bounded_by_the_sandbox_and_ended_with_its_namespace() {
+    // fork-bomb.py forks until refused, every child in a session of its own, then never answers.
+    let (rc, problems, out) = misbehaving("fork-bomb.py");
+    assert_eq!(rc, 1);
+    for p in &problems {
+        assert_eq!(field(p, "status"), "error", "{out}");
+        let m = field(p, "message");
+        assert!(m.starts_with("SUT hung"), "{m}");
+        let forked: u32 = m
+            .split("forked ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("the SUT said how many it forked: {m}"));
+        // RLIMIT_NPROC of the SUT's uid is 64 processes (harness/src/sut/sandbox.rs, Limits::default).
+        assert!(forked < 64, "{forked} forks: {m}");
+        assert!(m.contains("Resource temporarily unavailable"), "{m}");
+    }
+    // misbehaving() checked that no process of the SUT uids and nothing else is left.
+}
+
+#[test]
+fn a_sut_spinning_on_the_cpu_is_a_hang_and_is_ended() {
+    let (rc, problems, out) = misbehaving("cpu-spin.sh");
+    assert_eq!(rc, 1);
+    for p in &problems {
+        assert_eq!(field(p, "status"), "error", "{out}");
+        let m = field(p, "message");
+        assert!(m.starts_with("SUT hung: no reply to {"), "{m}");
+        assert!(m.contains("cpu-spin.sh: spinning"), "{m}");
+    }
+}
+
+#[test]
+fn a_sut_allocating_without_bound_is_stopped_by_its_memory_limit() {
+    let (rc, problems, out) = misbehaving("alloc.py");
+    assert_eq!(rc, 1);
+    for p in &problems {
+        let v = &p["violation"];
+        if memory_cgroup_available() {
+            // The SUT's memory cgroup (512 MiB) ends it: a crash that says why.
+            assert_eq!(field(p, "status"), "fail", "{out}");
+            assert_eq!(v["summary"], "SUT crashed", "{out}");
+            let actual = field(v, "actual");
+            assert!(actual.contains("killed by signal 9"), "{actual}");
+            assert!(actual.contains("memory limit of 512 MiB"), "{actual}");
+        } else {
+            // RLIMIT_AS alone (2 GiB per process): Python's MemoryError, or the request deadline first.
+            let all = p.to_string();
+            assert!(
+                all.contains("MemoryError") || field(p, "message").starts_with("SUT hung"),
+                "{out}"
+            );
+        }
     }
 }
 
