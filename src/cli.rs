@@ -75,6 +75,9 @@ enum Command {
     /// Replay a fixed transcript against a netconform-sut/1 adapter and report, request by request, each
     /// deviation from the contract (docs/driver-protocol.md).
     SutCheck(crate::sutcheck::SutCheckArgs),
+    /// Run the same selection against every SUT of a manifest (one `[[sut]]` per student) and print one
+    /// table: SUT × property, pass / FAIL with the first violation / skip with why (src/grade.rs).
+    Grade(crate::grade::GradeArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -295,6 +298,10 @@ pub fn main() -> Result<i32, HarnessError> {
             crate::snapshots::check(&args)
         }
         Command::SutCheck(args) => crate::sutcheck::sut_check(args),
+        Command::Grade(args) => {
+            harness::lab::privileges::check()?;
+            crate::grade::grade(args)
+        }
         Command::Bench(args) => {
             harness::lab::privileges::check()?;
             crate::bench::bench(args)

@@ -6,6 +6,7 @@
 
 mod bench;
 mod cli;
+mod grade;
 mod snapshots;
 mod sutcheck;
 

@@ -1335,7 +1335,11 @@ mod tests {
             failure.describe(Path::new("/usr/bin/x"), 1_900_001),
             "sandbox: setresuid(1900001) failed: EPERM (Operation not permitted)"
         );
-        assert_eq!(STEPS.len(), Step::JoinCgroup as usize, "STEPS lists every step");
+        assert_eq!(
+            STEPS.len(),
+            Step::JoinCgroup as usize,
+            "STEPS lists every step"
+        );
     }
 
     #[test]
