@@ -248,7 +248,8 @@ struct RunArgs {
     /// {addr6}, {peer}, {peer6}, {dev}, {mtu}, {family}, {seed}, {case}; split like a shell, run by none.
     #[arg(long)]
     sut: Option<String>,
-    /// With --sut: how the SUT reaches the wire: fd (fd 3, one packet per read/write), or kernel (the lab
+    /// With --sut: how the SUT reaches the wire: fd (fd 3, one packet per read/write), tun[:NAME] or
+    /// tap[:NAME] (a device it opens by name; TAP: Ethernet, a's kernel does ARP/ND), or kernel (the lab
     /// addresses on a device in the SUT's namespace, for a kernel adapter).
     #[arg(long, default_value = "fd", requires = "sut")]
     attach: String,
@@ -374,7 +375,7 @@ fn sut_spec(
         .map_err(|e| HarnessError::Usage(format!("--sut: {e}")))?;
     let attach = harness::sut::Attach::parse(attach).ok_or_else(|| {
         HarnessError::Usage(format!(
-            "--attach {attach}: expected fd, kernel or tun[:NAME]"
+            "--attach {attach}: expected fd, kernel, tun[:NAME] or tap[:NAME]"
         ))
     })?;
     if lab

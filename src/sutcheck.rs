@@ -66,7 +66,7 @@ pub fn sut_check(args: SutCheckArgs) -> Result<i32, HarnessError> {
         .map_err(|e| HarnessError::Usage(format!("sut-check: {e}")))?;
     let attach = Attach::parse(&args.attach).ok_or_else(|| {
         HarnessError::Usage(format!(
-            "--attach {}: expected fd, kernel or tun[:NAME]",
+            "--attach {}: expected fd, kernel, tun[:NAME] or tap[:NAME]",
             args.attach
         ))
     })?;

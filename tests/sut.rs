@@ -382,11 +382,11 @@ fn sut_check_names_the_first_deviation_of_a_broken_adapter() {
 /// attached by fd 3 and by a TUN device it opens by name: netconform judges it through the relay, and a
 /// buggy variant fails.
 #[test]
-fn a_user_space_stack_is_judged_over_fd_and_tun_attachments() {
+fn a_user_space_stack_is_judged_over_fd_tun_and_tap_attachments() {
     let _host = HOST.lock().unwrap_or_else(|p| p.into_inner());
     let before = host_state();
     let stack = program("rst-responder.py");
-    for attach in ["fd", "tun:tun144"] {
+    for attach in ["fd", "tun:tun144", "tap:tap0"] {
         let (rc, report, out) = run_json(
             &format!("sut-rst-{}", attach.replace(':', "-")),
             &[

@@ -4,12 +4,14 @@ so it answers every TCP segment the way RFC 9293 §3.10.7.1 says a closed port m
 
 It says hello with caps ["tcp"] so that `tcp.rst.closed_port` (which sends b no request) can judge it, but it
 implements no request: every request gets {"ok":false,"err":"UNSUPPORTED"}. Packets come from fd 3
-(NETCONFORM_FD) or from the TUN device named by NETCONFORM_TUN. Stdin EOF ends it.
+(NETCONFORM_FD), from the TUN device named by NETCONFORM_TUN, or as Ethernet frames from the TAP device named by
+NETCONFORM_TAP — then it also answers ARP requests and IPv6 neighbour solicitations for its addresses
+(NETCONFORM_ADDR, NETCONFORM_ADDR6), as any host on an Ethernet must. Stdin EOF ends it.
 
 `--wrong-ack` makes it a buggy stack: its RST+ACK acknowledges one byte too many (the tests check that
 netconform notices).
 """
-import fcntl, json, os, select, struct, sys, threading
+import fcntl, ipaddress, json, os, select, struct, sys, threading
 
 WRONG_ACK = 1 if "--wrong-ack" in sys.argv else 0
 
@@ -59,13 +61,44 @@ def answer(pkt):
     return ip + hdr
 
 
+MAC = bytes.fromhex("020000000002")
+TAP = bool(os.environ.get("NETCONFORM_TAP"))
+
+
+def own_address(var):
+    value = os.environ.get(var, "")
+    return ipaddress.ip_interface(value).ip.packed if value else b""
+
+
 def open_link():
-    if os.environ.get("NETCONFORM_TUN"):
+    dev = os.environ.get("NETCONFORM_TAP") or os.environ.get("NETCONFORM_TUN")
+    if dev:
         fd = os.open("/dev/net/tun", os.O_RDWR)
-        ifr = struct.pack("16sH22x", os.environ["NETCONFORM_TUN"].encode(), 0x0001 | 0x1000)
-        fcntl.ioctl(fd, 0x400454CA, ifr)  # TUNSETIFF: IFF_TUN | IFF_NO_PI
+        kind = 0x0002 if TAP else 0x0001  # IFF_TAP or IFF_TUN
+        ifr = struct.pack("16sH22x", dev.encode(), kind | 0x1000)
+        fcntl.ioctl(fd, 0x400454CA, ifr)  # TUNSETIFF with IFF_NO_PI
         return fd
     return int(os.environ.get("NETCONFORM_FD", "3"))
+
+
+def neighbour_answer(frame):
+    """An Ethernet frame answering an ARP request or IPv6 neighbour solicitation for our address, or None."""
+    dst_mac, src_mac, ethertype = frame[:6], frame[6:12], frame[12:14]
+    if ethertype == b"\x08\x06" and frame[20:22] == b"\x00\x01" and frame[38:42] == own_address("NETCONFORM_ADDR"):
+        sender = frame[22:32]  # sender MAC + IP
+        arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + MAC + frame[38:42] + sender
+        return src_mac + MAC + b"\x08\x06" + arp
+    if ethertype == b"\x86\xdd" and frame[20] == 58 and frame[54] == 135:
+        target = frame[62:78]
+        if target != own_address("NETCONFORM_ADDR6"):
+            return None
+        src_ip = frame[22:38]
+        icmp = struct.pack("!BBHI", 136, 0, 0, 0x60000000) + target + b"\x02\x01" + MAC
+        pseudo = target + src_ip + struct.pack("!IxxxB", len(icmp), 58)
+        icmp = icmp[:2] + struct.pack("!H", checksum(pseudo + icmp)) + icmp[4:]
+        ip = struct.pack("!IHBB16s16s", 6 << 28, len(icmp), 58, 255, target, src_ip)
+        return src_mac + MAC + b"\x86\xdd" + ip + icmp
+    return None
 
 
 def serve_packets(fd, done):
@@ -79,7 +112,13 @@ def serve_packets(fd, done):
             return
         if not pkt:
             return
-        reply = answer(pkt)
+        if TAP:
+            reply = neighbour_answer(pkt)
+            if reply is None and pkt[12:14] in (b"\x08\x00", b"\x86\xdd"):
+                ip_reply = answer(pkt[14:])
+                reply = pkt[6:12] + MAC + pkt[12:14] + ip_reply if ip_reply else None
+        else:
+            reply = answer(pkt)
         if reply:
             os.write(fd, reply)
 

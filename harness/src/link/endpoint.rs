@@ -4,8 +4,10 @@
 //! packets. The relay forwards between two of them ([`crate::link::relay::forward`]) and the scripted
 //! [`Peer`] is one with every packet recorded.
 //!
-//! Left out: stream descriptors (a read could return half a packet or two) and link-layer headers (a packet
-//! end carries IP packets only, recorded as [`LinkType::RawIp`]).
+//! A packet end carries IP packets ([`LinkType::RawIp`]) unless it is marked [`PacketEnd::ethernet`]: a TAP
+//! device or a packet socket on one, whose reads and writes are whole Ethernet frames.
+//!
+//! Left out: stream descriptors (a read could return half a packet or two).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -22,6 +24,7 @@ pub const MAX_PACKET: usize = 65_600;
 #[derive(Debug)]
 pub struct PacketEnd {
     fd: OwnedFd,
+    link: LinkType,
 }
 
 /// What one non-blocking read found.
@@ -50,7 +53,23 @@ impl PacketEnd {
                 return Err(std::io::Error::last_os_error());
             }
         }
-        Ok(PacketEnd { fd })
+        Ok(PacketEnd {
+            fd,
+            link: LinkType::RawIp,
+        })
+    }
+
+    /// The same end, carrying Ethernet frames (a TAP device, or a packet socket on one).
+    pub fn ethernet(self) -> PacketEnd {
+        PacketEnd {
+            link: LinkType::Ethernet,
+            ..self
+        }
+    }
+
+    /// What one packet of this end is: an IP packet, or an Ethernet frame.
+    pub fn link(&self) -> LinkType {
+        self.link
     }
 
     /// Reads one packet into `buf` without waiting.

@@ -29,7 +29,7 @@ use crate::lab::hosts::Hosts;
 use crate::link::endpoint::{PacketEnd, Received, MAX_PACKET};
 use crate::link::impairment::{decide, RuleState};
 pub use crate::link::impairment::{Impairment, RelaySpec, Rule};
-use crate::link::tun::configure_tun_host;
+use crate::link::tun::{configure_tap_host, configure_tun_host};
 use crate::link::{BuiltLink, LinkOptions};
 pub use crate::record::{LinkEvent, LinkEventKind, Recorder};
 
@@ -70,9 +70,15 @@ impl Relay {
         spec: &RelaySpec,
     ) -> Result<Relay> {
         let mtu = options.mtu;
-        let (tun_a, ia) = hosts
-            .host(Host::A)
-            .run(move || configure_tun_host(Host::A, mtu))??;
+        // Ethernet frames from b's end (a TAP) go to a TAP in a, so a's kernel speaks ARP/ND with b.
+        let a_tap = b_end.link() == LinkType::Ethernet;
+        let (tun_a, ia) = hosts.host(Host::A).run(move || {
+            if a_tap {
+                configure_tap_host(Host::A, mtu)
+            } else {
+                configure_tun_host(Host::A, mtu)
+            }
+        })??;
         Ok(Relay {
             forwarders: start_forwarders(tun_a, b_end, spec)?,
             ifindex: [ia, 0],
@@ -179,6 +185,7 @@ pub fn forward(
     let mut next_free = Instant::now();
     let mut buf = vec![0u8; MAX_PACKET];
     let mut input_closed = false;
+    let link = input.link();
     while !stop.load(Ordering::Acquire) {
         let now = Instant::now();
         let timeout_ms = match queue.peek() {
@@ -202,12 +209,12 @@ pub fn forward(
                 }
             };
             let pkt = buf[..n].to_vec();
-            let (delays, events) = decide(&imp, &mut rng, &mut rules, &pkt);
+            let (delays, events) = decide(&imp, &mut rng, &mut rules, ip_part(link, &pkt));
             recorder.record(
                 Frame {
                     ts_ns: crate::record::realtime_ns(),
                     origin: Some(origin),
-                    link: LinkType::RawIp,
+                    link,
                     data: pkt.clone(),
                 },
                 &events,
@@ -240,5 +247,17 @@ pub fn forward(
                 recorder.unintended_drops.fetch_add(1, Ordering::AcqRel);
             }
         }
+    }
+}
+
+/// The IP packet inside `pkt`: the whole of it on an IP end, the payload of an IPv4/IPv6 Ethernet frame on an
+/// Ethernet end (an ARP frame or other EtherType is judged whole: only loss, delay and duplication apply).
+fn ip_part(link: LinkType, pkt: &[u8]) -> &[u8] {
+    match link {
+        LinkType::RawIp => pkt,
+        LinkType::Ethernet => match pkt.get(12..14) {
+            Some([0x08, 0x00]) | Some([0x86, 0xdd]) => &pkt[14..],
+            _ => pkt,
+        },
     }
 }

@@ -10,6 +10,9 @@
 //!   and IPv6 off (b's kernel stays out of the way); the SUT opens it by name (the sandbox gives it a
 //!   `/dev/net/tun` node) and is the IP layer. The harness reads and writes the device through an AF_PACKET
 //!   socket bound to it that ignores its own transmissions (`PACKET_IGNORE_OUTGOING`).
+//! - `tap:NAME`: the same with a TAP device (Ethernet frames, read whole through a `SOCK_RAW` packet
+//!   socket); a's end of the relay is a TAP too, so the frames pass unchanged between the SUT and a's
+//!   kernel, which resolves the SUT's addresses by ARP and neighbour discovery as on any Ethernet.
 
 use std::os::fd::OwnedFd;
 
@@ -60,12 +63,13 @@ pub fn prepare_b(hosts: &Hosts, options: &LinkOptions, attach: &Attach) -> Resul
                 uid: None,
             })
         }
-        Attach::Tun { name } => {
+        Attach::Tun { name } | Attach::Tap { name } => {
+            let tap = matches!(attach, Attach::Tap { .. });
             let lease = UidLease::take()?;
             let (uid, name, mtu) = (lease.uid(), name.clone(), options.mtu);
             let end = hosts
                 .host(Host::B)
-                .run(move || persistent_tun(&name, uid, mtu))??;
+                .run(move || persistent_tun(&name, uid, mtu, tap))??;
             Ok(SutEnd {
                 end,
                 fd3: None,
@@ -80,12 +84,15 @@ const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
 const TUNSETGROUP: libc::c_ulong = 0x4004_54ce;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
-/// On b's thread: TUN device `name` made persistent and owned by `uid`, up, no address, IPv6 off; returns
-/// an AF_PACKET end bound to it. The device goes with b's namespace.
-pub fn persistent_tun(name: &str, uid: u32, mtu: Option<u32>) -> Result<PacketEnd> {
+/// On b's thread: TUN (or, with `tap`, TAP) device `name` made persistent and owned by `uid`, up, no
+/// address, IPv6 off; returns an AF_PACKET end bound to it (whole Ethernet frames for a TAP). The device
+/// goes with b's namespace.
+pub fn persistent_tun(name: &str, uid: u32, mtu: Option<u32>, tap: bool) -> Result<PacketEnd> {
     use std::os::fd::{AsRawFd, FromRawFd};
-    let step = |what: &str| format!("SUT link: TUN device {name}: {what}");
-    let tun = crate::link::tun::open_tun(name).map_err(|e| HarnessError::lab(step("create"), e))?;
+    let kind = if tap { "TAP" } else { "TUN" };
+    let step = |what: &str| format!("SUT link: {kind} device {name}: {what}");
+    let tun = crate::link::tun::open_device(name, tap)
+        .map_err(|e| HarnessError::lab(step("create"), e))?;
     for (req, value, what) in [
         (TUNSETOWNER, uid as libc::c_ulong, "TUNSETOWNER"),
         (TUNSETGROUP, uid as libc::c_ulong, "TUNSETGROUP"),
@@ -124,7 +131,11 @@ pub fn persistent_tun(name: &str, uid: u32, mtu: Option<u32>) -> Result<PacketEn
     let fd = unsafe {
         libc::socket(
             libc::AF_PACKET,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            if tap {
+                libc::SOCK_RAW
+            } else {
+                libc::SOCK_DGRAM
+            } | libc::SOCK_CLOEXEC,
             (libc::ETH_P_ALL as u16).to_be() as i32,
         )
     };
@@ -172,7 +183,8 @@ pub fn persistent_tun(name: &str, uid: u32, mtu: Option<u32>) -> Result<PacketEn
             std::io::Error::last_os_error(),
         ));
     }
-    PacketEnd::new(sock).map_err(|e| HarnessError::lab(step("packet end"), e))
+    let end = PacketEnd::new(sock).map_err(|e| HarnessError::lab(step("packet end"), e))?;
+    Ok(if tap { end.ethernet() } else { end })
 }
 
 /// The relay between a's TUN device and b's end.

@@ -14,6 +14,7 @@ use crate::link::endpoint::PacketEnd;
 /// TUNSETIFF = _IOW('T', 202, int) (include/uapi/linux/if_tun.h).
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: i16 = 0x0001;
+const IFF_TAP: i16 = 0x0002;
 const IFF_NO_PI: i16 = 0x1000;
 /// SIOCSIFTXQLEN (include/uapi/linux/sockios.h).
 const SIOCSIFTXQLEN: libc::c_ulong = 0x8943;
@@ -31,8 +32,25 @@ pub fn configure_tun_host(host: Host, mtu: Option<u32>) -> Result<(PacketEnd, u3
     Ok((tun, ifindex))
 }
 
+/// Host setup for a link that ends in a TAP device (Ethernet: the host's kernel does ARP and neighbour
+/// discovery with whoever is at the other end), as [`configure_tun_host`] otherwise.
+pub fn configure_tap_host(host: Host, mtu: Option<u32>) -> Result<(PacketEnd, u32)> {
+    let tap = open_device(IFNAME, true)
+        .and_then(PacketEnd::new)
+        .map_err(|e| HarnessError::lab(format!("host {}: open TAP device", host.name()), e))?;
+    let (_, ifindex) = bring_up_link(host, mtu, "TAP device", false)?;
+    wait_ipv6_local_route(host)?;
+    Ok((tap.ethernet(), ifindex))
+}
+
 /// Opens TUN device `name` in the calling thread's namespace, non-blocking, with a long transmit queue.
 pub fn open_tun(name: &str) -> std::io::Result<OwnedFd> {
+    open_device(name, false)
+}
+
+/// Opens TUN (or, with `tap`, TAP) device `name` in the calling thread's namespace, non-blocking, with a
+/// long transmit queue.
+pub fn open_device(name: &str, tap: bool) -> std::io::Result<OwnedFd> {
     let path = c"/dev/net/tun";
     // SAFETY: valid C string.
     let fd = unsafe {
@@ -54,7 +72,7 @@ pub fn open_tun(name: &str) -> std::io::Result<OwnedFd> {
     }
     let mut req = IfReqFlags {
         name: [0; libc::IFNAMSIZ],
-        value: (IFF_TUN | IFF_NO_PI) as i32,
+        value: (if tap { IFF_TAP } else { IFF_TUN } | IFF_NO_PI) as i32,
         _pad: [0; 20],
     };
     for (d, s) in req

@@ -27,23 +27,35 @@ pub enum Attach {
     Fd,
     /// A TUN device by name in the SUT's namespace, no address (the SUT is the IP layer).
     Tun { name: String },
+    /// A TAP device by name in the SUT's namespace (Ethernet frames; the SUT answers ARP and neighbour
+    /// solicitations itself), no address; host a gets a TAP too, so a's kernel does ARP/ND.
+    Tap { name: String },
     /// The lab addresses and routes on a device in the SUT's namespace: the kernel's own IP layer.
     Kernel,
 }
 
 impl Attach {
-    /// `fd`, `tun`, `tun:NAME`, `kernel`.
+    /// `fd`, `tun`, `tun:NAME`, `tap`, `tap:NAME`, `kernel`.
     pub fn parse(s: &str) -> Option<Attach> {
         match s {
             "fd" => Some(Attach::Fd),
             "tun" => Some(Attach::Tun {
                 name: DEFAULT_DEVICE.into(),
             }),
+            "tap" => Some(Attach::Tap {
+                name: DEFAULT_DEVICE.into(),
+            }),
             "kernel" => Some(Attach::Kernel),
             _ => {
-                let name = s.strip_prefix("tun:")?;
-                (!name.is_empty() && name.len() < 16 && !name.contains('/'))
-                    .then(|| Attach::Tun { name: name.into() })
+                let (tap, name) = match s.strip_prefix("tun:") {
+                    Some(name) => (false, name),
+                    None => (true, s.strip_prefix("tap:")?),
+                };
+                let valid = !name.is_empty() && name.len() < 16 && !name.contains('/');
+                valid.then(|| match tap {
+                    false => Attach::Tun { name: name.into() },
+                    true => Attach::Tap { name: name.into() },
+                })
             }
         }
     }
@@ -51,7 +63,7 @@ impl Attach {
     pub fn device(&self) -> &str {
         match self {
             Attach::Fd => "fd3",
-            Attach::Tun { name } => name,
+            Attach::Tun { name } | Attach::Tap { name } => name,
             Attach::Kernel => DEFAULT_DEVICE,
         }
     }
@@ -156,6 +168,7 @@ impl SutSpec {
         match &self.attach {
             Attach::Fd => env.push(("NETCONFORM_FD".into(), "3".into())),
             Attach::Tun { name } => env.push(("NETCONFORM_TUN".into(), name.clone())),
+            Attach::Tap { name } => env.push(("NETCONFORM_TAP".into(), name.clone())),
             Attach::Kernel => env.push(("NETCONFORM_DEV".into(), DEFAULT_DEVICE.into())),
         }
         env
@@ -275,6 +288,13 @@ mod tests {
         assert!(env.contains(&("NETCONFORM_ADDR6".into(), "2001:db8::2/64".into())));
         assert_eq!(Attach::parse("tun:tun144"), Some(spec.attach.clone()));
         assert_eq!(Attach::parse("tun:"), None);
+        assert_eq!(
+            Attach::parse("tap:tap0"),
+            Some(Attach::Tap {
+                name: "tap0".into()
+            })
+        );
+        assert_eq!(Attach::parse("tap:"), None);
         assert_eq!(Attach::parse("kernel"), Some(Attach::Kernel));
     }
 }

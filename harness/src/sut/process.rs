@@ -41,7 +41,10 @@ impl SutProcess {
         spawn.uid = uid;
         spawn.env = spec.environment(ctx);
         spawn.fd3 = fd3;
-        spawn.dev_net_tun = matches!(spec.attach, super::Attach::Tun { .. });
+        spawn.dev_net_tun = matches!(
+            spec.attach,
+            super::Attach::Tun { .. } | super::Attach::Tap { .. }
+        );
         let mut sut = Sut::spawn(spawn)?;
         let (Some(stdin), Some(stdout)) = (sut.take_stdin(), sut.take_stdout()) else {
             return Err(HarnessError::Sut(SutFailure {
@@ -220,7 +223,12 @@ pub fn probe(spec: &SutSpec) -> Result<super::driver::Hello, HarnessError> {
             }
             super::Attach::Tun { name } => {
                 let lease = sandbox::UidLease::take()?;
-                let end = crate::link::sut::persistent_tun(name, lease.uid(), None)?;
+                let end = crate::link::sut::persistent_tun(name, lease.uid(), None, false)?;
+                (Some(end), None, Some(lease))
+            }
+            super::Attach::Tap { name } => {
+                let lease = sandbox::UidLease::take()?;
+                let end = crate::link::sut::persistent_tun(name, lease.uid(), None, true)?;
                 (Some(end), None, Some(lease))
             }
             super::Attach::Kernel => (None, None, None),
