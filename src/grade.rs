@@ -21,8 +21,9 @@
 //! command = "/srv/grading/alice/adapter"
 //! attach = "fd"               # fd | tun[:NAME] | kernel
 //! limit = 60                  # wall-clock seconds per case (--sut-limit)
-//! # Passive stacks: mode = "stdio", role = "server", port = 5000, device = "tun144",
-//! # addr / addr6 / peer / peer6 overrides: each key becomes `--sut-<key> VALUE` of `netconform run`.
+//! # Passive stacks: mode = "stdio", role = "server", port = 5000, device = "tun144" (each becomes the
+//! # `--sut-<key> VALUE` of `netconform run`). Addresses: the lab's, given to the command by its
+//! # placeholders ({addr}, {peer}, …) and NETCONFORM_* variables.
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -93,10 +94,6 @@ struct SutEntry {
     role: Option<String>,
     port: Option<u16>,
     device: Option<String>,
-    addr: Option<String>,
-    addr6: Option<String>,
-    peer: Option<String>,
-    peer6: Option<String>,
 }
 
 impl SutEntry {
@@ -115,10 +112,6 @@ impl SutEntry {
         flag("sut-role", self.role.clone());
         flag("sut-port", self.port.map(|p| p.to_string()));
         flag("sut-dev", self.device.clone());
-        flag("sut-addr", self.addr.clone());
-        flag("sut-addr6", self.addr6.clone());
-        flag("sut-peer", self.peer.clone());
-        flag("sut-peer6", self.peer6.clone());
         args
     }
 }
