@@ -365,6 +365,9 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
             confirm_runs: 0,
             html: false,
             offer: harness::backend::Offer::kernel(),
+            facilities: harness::lab::privileges::Facilities::all(),
+            partition: None,
+            fail_fast: false,
         };
         let t = Instant::now();
         let report = runner::run(&[prop], &opts, &|_| {});

@@ -6,6 +6,7 @@
 
 mod bench;
 mod cli;
+mod doctor;
 mod snapshots;
 mod sutcheck;
 
