@@ -18,8 +18,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
     name = "netconform",
     version,
     about = "Property-based conformance harness for TCP/UDP on real kernel sockets in network namespaces",
-    after_help = "Exit codes: 0 all passed, 1 a property failed (or a case was invalid/errored), 2 could not run, \
-                  130 interrupted (SIGINT/SIGTERM)."
+    after_help = "Exit codes: 0 all passed (skips with a reason allowed), 1 a property failed (or a case was \
+                  invalid/errored), 2 could not run (one line says why; see `netconform doctor`), 130 \
+                  interrupted (SIGINT/SIGTERM)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -315,14 +316,18 @@ pub fn main() -> Result<i32, HarnessError> {
             Ok(0)
         }
         Command::Run(args) => run(*args, verbosity),
-        Command::Replay { file, out, html } => replay(file, out, html),
+        Command::Replay { file, out, html } => replay(file, out, html, verbosity),
         Command::Trace { file } => trace(file),
         Command::Check { file, trace, html } => check(file, trace, html),
-        Command::Snapshot(args) => {
+        Command::Snapshot(mut args) => {
             harness::lab::privileges::check()?;
+            args.quiet = verbosity == Verbosity::Quiet;
             crate::snapshots::check(&args)
         }
-        Command::SutCheck(args) => crate::sutcheck::sut_check(args),
+        Command::SutCheck(mut args) => {
+            args.quiet = verbosity == Verbosity::Quiet;
+            crate::sutcheck::sut_check(args)
+        }
         Command::Doctor { json } => crate::doctor::doctor(json, verbosity),
         Command::Bench(args) => {
             harness::lab::privileges::check()?;
@@ -821,6 +826,7 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
             repeat: 1,
             jobs: 3,
             sysctls: args.sysctls.clone(),
+            quiet: verbosity == Verbosity::Quiet,
         };
         code = code.max(crate::snapshots::check(&snap)?);
     }
@@ -859,7 +865,12 @@ fn shared_seed() -> (u64, String) {
     (h % 1_000_000_000, used.join(", "))
 }
 
-fn replay(file: PathBuf, out: PathBuf, html: Option<PathBuf>) -> Result<i32, HarnessError> {
+fn replay(
+    file: PathBuf,
+    out: PathBuf,
+    html: Option<PathBuf>,
+    verbosity: Verbosity,
+) -> Result<i32, HarnessError> {
     let text =
         std::fs::read_to_string(&file).map_err(|e| HarnessError::output(file.display(), e))?;
     let spec: CaseSpec = serde_json::from_str(&text).map_err(|e| {
@@ -888,7 +899,9 @@ fn replay(file: PathBuf, out: PathBuf, html: Option<PathBuf>) -> Result<i32, Har
         spec.seed,
         run.description
     );
-    println!("\n{}", run.trace_text);
+    if verbosity > Verbosity::Quiet {
+        println!("\n{}", run.trace_text);
+    }
     let (case_path, pcap_path) = runner::write_case_outputs(&out, &run)?;
     if let Some(path) = &html {
         let mut view = harness::runner::view_of_run(&run, Some(&(case_path, pcap_path.clone())));

@@ -209,7 +209,7 @@ fn rootless_udp_and_tcp_lifecycle_pass_as_nobody() {
     let dir = nobody_dir("rootless");
     let d = dir.to_str().unwrap();
     let out = as_nobody(&format!(
-        "cd {d} && ./netconform run --suite udp --suite tcp-lifecycle --json {d}/report.json"
+        "cd {d} && {d}/netconform run --suite udp --suite tcp-lifecycle --json {d}/report.json"
     ));
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
@@ -239,7 +239,7 @@ fn rootless_udp_and_tcp_lifecycle_pass_as_nobody() {
             "{p}"
         );
     }
-    let doctor = as_nobody(&format!("cd {d} && ./netconform doctor"));
+    let doctor = as_nobody(&format!("cd {d} && {d}/netconform doctor"));
     let dt = text(&doctor);
     assert_eq!(doctor.status.code(), Some(0), "{dt}");
     assert!(dt.contains("rootless: uid 65534"), "{dt}");
@@ -436,4 +436,34 @@ fn fail_fast_stops_starting_cases_after_the_first_failure() {
         "ran {ran}, not run {not_run}:\n{t}"
     );
     assert!(t.contains("stopped by --fail-fast"), "{t}");
+}
+
+#[test]
+fn the_documented_container_line_is_the_one_doctor_recommends() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let minimal = "--cap-add NET_ADMIN --cap-add SYS_ADMIN --security-opt systempaths=unconfined --device /dev/net/tun";
+    assert!(harness::lab::privileges::CONTAINER_REMEDY.contains(minimal));
+    let flat = |path: &str| {
+        std::fs::read_to_string(root.join(path))
+            .unwrap()
+            .split_whitespace()
+            .filter(|w| *w != "\\")
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for path in ["README.md", "docs/ci.md"] {
+        assert!(
+            flat(path).contains(minimal),
+            "{path} lacks the container line"
+        );
+    }
+    // The old line without systempaths=unconfined leaves /proc/sys read-only: it must not come back.
+    assert!(!flat("README.md").contains("--cap-add NET_RAW --device"));
+    let containerfile = flat("Containerfile");
+    assert!(containerfile.contains("FROM debian:"), "Debian-based");
+    assert!(
+        containerfile.contains("--bin netconform "),
+        "builds netconform"
+    );
+    assert!(containerfile.contains("WITH_TSHARK"), "tshark optional");
 }
