@@ -536,6 +536,16 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         FamilyArg::Both => vec![Family::Ipv4, Family::Ipv6],
     };
     if let Some(command) = &args.sut {
+        if let harness::lab::privileges::Mode::UserNamespace { .. } =
+            harness::lab::privileges::mode()
+        {
+            return Err(HarnessError::Privilege {
+                what: "--sut needs root: the sandbox runs every SUT as a uid of its own, and a rootless user \
+                       namespace maps only one"
+                    .into(),
+                remedy: "run as root (sudo netconform …)".into(),
+            });
+        }
         let spec = sut_spec(command, &args.attach, args.sut_limit, &lab)?;
         if args.snapshots {
             return Err(HarnessError::Usage(

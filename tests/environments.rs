@@ -467,3 +467,30 @@ fn the_documented_container_line_is_the_one_doctor_recommends() {
     );
     assert!(containerfile.contains("WITH_TSHARK"), "tshark optional");
 }
+
+#[test]
+fn refused_user_namespaces_exit_2_naming_the_knob() {
+    // In a user namespace of the test's own whose limit of nested user namespaces is 0 (its own sysctl, not
+    // the host's), without capabilities: rootless mode is refused, as on a machine that forbids it.
+    let out = Command::new("unshare")
+        .args([
+            "-U",
+            "--map-root-user",
+            "sh",
+            "-c",
+            "echo 0 > /proc/sys/user/max_user_namespaces && \
+             exec setpriv --inh-caps=-all --bounding-set=-all \"$0\" \"$@\"",
+        ])
+        .arg(bin())
+        .args(["run", "--cases", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("refused a user namespace")
+            && stderr.contains("sudo sysctl user.max_user_namespaces="),
+        "{stderr}"
+    );
+}
