@@ -83,6 +83,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the same selection against every SUT of a manifest (one `[[sut]]` per student) and print one
+    /// table: SUT × property, pass / FAIL with the first violation / skip with why (src/grade.rs).
+    Grade(crate::grade::GradeArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -329,6 +332,10 @@ pub fn main() -> Result<i32, HarnessError> {
             crate::sutcheck::sut_check(args)
         }
         Command::Doctor { json } => crate::doctor::doctor(json, verbosity),
+        Command::Grade(args) => {
+            harness::lab::privileges::check()?;
+            crate::grade::grade(args)
+        }
         Command::Bench(args) => {
             harness::lab::privileges::check()?;
             crate::bench::bench(args)

@@ -8,6 +8,7 @@
 mod bench;
 mod cli;
 mod doctor;
+mod grade;
 mod snapshots;
 mod sutcheck;
 

@@ -2,7 +2,8 @@
 //! the protocol over real sockets, kernel attachment) gives the verdicts of the direct kernel run for every
 //! property it can be judged by, and lists the others as skipped with their reasons; SUTs that crash, hang,
 //! print garbage, flood or never say hello (`tests/sut-programs/`) each give a clear per-case result and leave
-//! no process, namespace, interface or mount behind.
+//! no process, namespace, interface, mount or cgroup behind; hostile ones that fork without end, spin on the
+//! CPU or allocate without bound are contained by the sandbox.
 //!
 //! The programs run as an unprivileged uid, so they are copied to a directory every uid may read (a clone
 //! under `/root` is not).
@@ -270,6 +271,64 @@ fn a_flooding_sut_is_a_hang_with_a_bounded_stderr_tail() {
 }
 
 #[test]
+fn a_fork_bomb_is_bounded_by_the_sandbox_and_ended_with_its_namespace() {
+    // fork-bomb.py forks until refused, every child in a session of its own, then never answers.
+    let (rc, problems, out) = misbehaving("fork-bomb.py");
+    assert_eq!(rc, 1);
+    for p in &problems {
+        assert_eq!(field(p, "status"), "error", "{out}");
+        let m = field(p, "message");
+        assert!(m.starts_with("SUT hung"), "{m}");
+        let forked: u32 = m
+            .split("forked ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("the SUT said how many it forked: {m}"));
+        // RLIMIT_NPROC of the SUT's uid is 64 processes (harness/src/sut/sandbox.rs, Limits::default).
+        assert!(forked < 64, "{forked} forks: {m}");
+        assert!(m.contains("Resource temporarily unavailable"), "{m}");
+    }
+    // misbehaving() checked that no process of the SUT uids and nothing else is left.
+}
+
+#[test]
+fn a_sut_spinning_on_the_cpu_is_a_hang_and_is_ended() {
+    let (rc, problems, out) = misbehaving("cpu-spin.sh");
+    assert_eq!(rc, 1);
+    for p in &problems {
+        assert_eq!(field(p, "status"), "error", "{out}");
+        let m = field(p, "message");
+        assert!(m.starts_with("SUT hung: no reply to {"), "{m}");
+        assert!(m.contains("cpu-spin.sh: spinning"), "{m}");
+    }
+}
+
+#[test]
+fn a_sut_allocating_without_bound_is_stopped_by_its_memory_limit() {
+    let (rc, problems, out) = misbehaving("alloc.py");
+    assert_eq!(rc, 1);
+    for p in &problems {
+        let v = &p["violation"];
+        if memory_cgroup_available() {
+            // The SUT's memory cgroup (512 MiB) ends it: a crash that says why.
+            assert_eq!(field(p, "status"), "fail", "{out}");
+            assert_eq!(v["summary"], "SUT crashed", "{out}");
+            let actual = field(v, "actual");
+            assert!(actual.contains("killed by signal 9"), "{actual}");
+            assert!(actual.contains("memory limit of 512 MiB"), "{actual}");
+        } else {
+            // RLIMIT_AS alone (2 GiB per process): Python's MemoryError, or the request deadline first.
+            let all = p.to_string();
+            assert!(
+                all.contains("MemoryError") || field(p, "message").starts_with("SUT hung"),
+                "{out}"
+            );
+        }
+    }
+}
+
+#[test]
 fn sut_check_passes_the_kernel_adapter_in_both_families() {
     let _host = HOST.lock().unwrap_or_else(|p| p.into_inner());
     let adapter = kernel_adapter();
@@ -371,6 +430,92 @@ fn a_user_space_stack_is_judged_over_fd_and_tun_attachments() {
             "{out}"
         );
     }
+    assert!(sut_processes().is_empty(), "{:?}", sut_processes());
+    let left = wait_for_no_leftovers(&before);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// `netconform grade`: three SUTs (the kernel adapter, a user-space responder with a wrong RST ack, a stack
+/// that crashes) through one manifest give one table, in text, JSON and HTML, with each SUT's own verdicts.
+#[test]
+fn grading_three_suts_prints_one_table_with_each_suts_verdicts() {
+    let _host = HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let before = host_state();
+    let dir = out_dir("grade");
+    let manifest = dir.join("class.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[run]\ncases = 2\nproperties = [\"tcp.rst.closed_port\", \"tcp.handshake.options\"]\n\
+             args = [\"--shrink-time\", \"0\"]\n\n\
+             [[sut]]\nname = \"kernel\"\ncommand = \"{}\"\nattach = \"kernel\"\n\n\
+             [[sut]]\nname = \"wrong-ack\"\ncommand = \"{} --wrong-ack\"\n\n\
+             [[sut]]\nname = \"crasher\"\ncommand = \"{}\"\n",
+            kernel_adapter(),
+            program("rst-responder.py"),
+            program("crash.sh")
+        ),
+    )
+    .unwrap();
+    let (json, html) = (dir.join("grade.json"), dir.join("grade.html"));
+    let out = netconform(&[
+        "grade",
+        manifest.to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    // The table: a row per SUT with its score, then what each one got wrong.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name) && !l.contains('('))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{stdout}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+    };
+    assert!(stdout.contains("P1   tcp.handshake.options"), "{stdout}");
+    assert!(stdout.contains("P2   tcp.rst.closed_port"), "{stdout}");
+    assert_eq!(row("kernel"), ["1/1", "skip", "pass"], "{stdout}");
+    assert_eq!(row("wrong-ack"), ["0/1", "skip", "FAIL"], "{stdout}");
+    assert_eq!(row("crasher"), ["0/1", "skip", "FAIL"], "{stdout}");
+    assert!(
+        stdout.contains("skip  tcp.handshake.options: needs kernel sysctls on b"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ack: expected ack"), "{stdout}");
+    // crash.sh dies at its first request; this property sends it none, so it is judged as a stack that
+    // never answers a closed port.
+    assert!(
+        stdout.contains("no RST answered a segment to a closed port"),
+        "{stdout}"
+    );
+    // The same table as JSON.
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(t["seed"], 1);
+    let suts = t["suts"].as_array().unwrap();
+    assert_eq!(suts.len(), 3);
+    let cell = |k: usize, id: &str| {
+        suts[k]["results"][id]["verdict"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(cell(0, "tcp.rst.closed_port"), "pass");
+    assert_eq!(cell(1, "tcp.rst.closed_port"), "fail");
+    assert_eq!(cell(2, "tcp.rst.closed_port"), "fail");
+    assert_eq!(cell(1, "tcp.handshake.options"), "skipped");
+    // And as a page, each SUT's replayable cases in its own directory.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<table id=\"grade\">") && page.contains("wrong-ack"));
+    assert!(dir.join("out/wrong-ack/cases/tcp.rst.closed_port").is_dir());
     assert!(sut_processes().is_empty(), "{:?}", sut_processes());
     let left = wait_for_no_leftovers(&before);
     assert!(left.is_empty(), "left behind: {left:?}");

@@ -1,17 +1,29 @@
 //! Helpers shared by the TCP properties: a program that leaves one connection established, and the
 //! segments of that connection as a flat list with relative numbers (so a check reads like the RFC).
 
-use harness::exec::{HostSockets, OpOutcome, OpResult};
+use harness::exec::{ExecConfig, HostSockets, OpOutcome, OpResult};
 use harness::frame::Host;
 use harness::ops::{Op, Program, SockKind, SockOpt};
+use harness::property::CaseEnv;
 use harness::trace::{Label, Trace};
 use harness::wire::TcpFlags;
+use harness::HarnessError;
 
 /// What a program-driven property observed: every op outcome, and the sockets (kept open until the capture
 /// stopped, so the trace shows the program and not the teardown).
 pub struct ProgramObserved {
     pub outcomes: Vec<OpOutcome>,
     pub sockets: Vec<HostSockets>,
+}
+
+impl ProgramObserved {
+    /// Runs `program` on the case's lab (both hosts' backends), each blocking op bounded by `io_timeout_ms`.
+    pub fn run(env: &CaseEnv, program: &Program, io_timeout_ms: u32) -> Result<Self, HarnessError> {
+        let mut cfg = ExecConfig::new(env.seed, env.family);
+        cfg.io_timeout_ms = io_timeout_ms;
+        let (outcomes, sockets) = harness::exec::run_program(env.lab, program, cfg)?;
+        Ok(ProgramObserved { outcomes, sockets })
+    }
 }
 
 impl std::fmt::Debug for ProgramObserved {
@@ -29,6 +41,11 @@ pub const PORT: u16 = 5001;
 /// connects (with `a_opts` set before), b accepts. Afterwards a's socket is s0 and b's accepted socket s1;
 /// both hosts have passed two barriers, so the next ops of both run concurrently.
 pub fn connected(a_opts: &[SockOpt], b_opts: &[SockOpt]) -> Program {
+    connected_on(PORT, a_opts, b_opts)
+}
+
+/// [`connected`] on another port (properties that share a trace keep their connections apart by port).
+pub fn connected_on(port: u16, a_opts: &[SockOpt], b_opts: &[SockOpt]) -> Program {
     let mut a = vec![
         Op::Sync,
         Op::Socket {
@@ -36,22 +53,13 @@ pub fn connected(a_opts: &[SockOpt], b_opts: &[SockOpt]) -> Program {
         },
     ];
     a.extend(a_opts.iter().map(|&opt| Op::SetOpt { sock: 0, opt }));
-    a.extend([
-        Op::Connect {
-            sock: 0,
-            port: PORT,
-        },
-        Op::Sync,
-    ]);
+    a.extend([Op::Connect { sock: 0, port }, Op::Sync]);
     let mut b = vec![Op::Socket {
         kind: SockKind::Tcp,
     }];
     b.extend(b_opts.iter().map(|&opt| Op::SetOpt { sock: 0, opt }));
     b.extend([
-        Op::Bind {
-            sock: 0,
-            port: PORT,
-        },
+        Op::Bind { sock: 0, port },
         Op::Listen {
             sock: 0,
             backlog: 8,

@@ -14,35 +14,7 @@ const CLOSED: u16 = 5009;
 /// b listens on PORT, a connects, b accepts: afterwards a's socket is s0 and b's accepted socket s1; both
 /// hosts have passed two barriers.
 fn connected() -> Program {
-    Program {
-        a: vec![
-            Op::Sync,
-            Op::Socket {
-                kind: SockKind::Tcp,
-            },
-            Op::Connect {
-                sock: 0,
-                port: PORT,
-            },
-            Op::Sync,
-        ],
-        b: vec![
-            Op::Socket {
-                kind: SockKind::Tcp,
-            },
-            Op::Bind {
-                sock: 0,
-                port: PORT,
-            },
-            Op::Listen {
-                sock: 0,
-                backlog: 8,
-            },
-            Op::Sync,
-            Op::Sync,
-            Op::Accept { sock: 0 },
-        ],
-    }
+    crate::conn::connected_on(PORT, &[], &[])
 }
 
 /// Payload of a full segment with timestamps on a 1500-byte MTU: MSS (1460 / 1440) − 12.

@@ -47,6 +47,8 @@ pub struct HostState {
     /// the test (another run on the same machine) are not the test's leftovers.
     pub pids: BTreeSet<u32>,
     pub holders: std::collections::BTreeMap<String, BTreeSet<u32>>,
+    /// SUT memory cgroups (`netconform-*` groups in the memory cgroup this test runs in).
+    pub cgroups: BTreeSet<String>,
 }
 
 impl HostState {
@@ -64,6 +66,9 @@ impl HostState {
         }
         for m in self.mounts.difference(&before.mounts) {
             out.push(format!("mount {m}"));
+        }
+        for g in self.cgroups.difference(&before.cgroups) {
+            out.push(format!("cgroup {g}"));
         }
         for p in self.processes.difference(&before.processes) {
             let pid: u32 = p
@@ -144,7 +149,53 @@ pub fn host_state() -> HostState {
         processes,
         pids,
         holders,
+        cgroups: sut_cgroups(),
     }
+}
+
+/// The `netconform-*` groups in this process's memory cgroup (v1 `memory` hierarchy or v2), where the
+/// sandbox makes one per SUT (`harness/src/sut/cgroup.rs`).
+pub fn sut_cgroups() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let roots: &[&str] = if controllers.is_empty() {
+            &["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        } else if controllers.split(',').any(|c| c == "memory") {
+            &["/sys/fs/cgroup/memory"]
+        } else {
+            continue;
+        };
+        for root in roots {
+            let dir = std::path::Path::new(root).join(path.trim_start_matches('/'));
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("netconform-") {
+                    out.insert(dir.join(name).display().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether this machine gives SUTs a memory cgroup: a `memory` controller in this process's cgroups.
+pub fn memory_cgroup_available() -> bool {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|c| c == "memory"))
+        })
+        || std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
 }
 
 /// Waits (up to 5 s) until nothing new is left on the host since `before`; returns what is left.

@@ -8,6 +8,7 @@
 //! - [`sandbox`] — untrusted code: unprivileged uid, own PID and mount namespaces, rlimits, nothing left.
 
 pub mod base64;
+pub mod cgroup;
 pub mod driver;
 pub mod process;
 pub mod sandbox;

@@ -175,6 +175,12 @@ fn describe(sut: &mut Sut, fault: SutFault) -> SutFailure {
             Some(s) => format!("SUT crashed: it {} during {during}", exit_words(s)),
             None => format!("SUT crashed: it closed its stdout during {during}"),
         };
+        if let Some(limit) = sut.killed_by_memory_limit() {
+            message.push_str(&format!(
+                " (its memory limit of {} MiB was reached: the kernel's OOM killer ended it)",
+                limit >> 20
+            ));
+        }
     }
     SutFailure {
         kind,

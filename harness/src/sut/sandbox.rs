@@ -41,8 +41,13 @@
 //! reachable by the unprivileged uid (every directory on its path searchable by others, the file executable
 //! by others): that is checked before forking, with the remedy.
 //!
+//! **Memory.** Every SUT gets a memory cgroup of its own ([`super::cgroup`], [`Limits::memory`]) that the
+//! shim joins before it forks the SUT, so the limit holds for all its processes together; where no memory
+//! cgroup can be made, `RLIMIT_AS` per process is the only bound and the run says so once.
+//!
 //! Left out: filesystem Unix sockets with mode o+w (outside `/run`) stay connectable (a read-only mount does
-//! not stop `connect`); no seccomp filter; no cgroup (memory is bounded by `RLIMIT_AS` per process only).
+//! not stop `connect`); no seccomp filter; no CPU cgroup (`RLIMIT_CPU` per process and the wall-clock limit
+//! of a case bound CPU use).
 
 use std::collections::VecDeque;
 use std::ffi::{CString, OsStr};
@@ -60,6 +65,11 @@ use std::time::{Duration, Instant};
 use crate::errno::errno_name;
 use crate::error::{HarnessError, Result};
 use crate::lab::nsfd::NetNs;
+
+use super::cgroup::MemoryCgroup;
+
+/// Whether the missing memory cgroup was already reported in this run.
+static NO_CGROUP_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// First uid (and gid) of the SUT pool: above the 16-bit and systemd ranges (systemd-nspawn's container uids
 /// start at 524288 and come in 65536 blocks; 1_900_000 is in none of the usual allocations).
@@ -89,6 +99,8 @@ pub struct Limits {
     pub processes: u64,
     /// `RLIMIT_FSIZE`, the largest file it may write (the file system is read-only anyway).
     pub file_size: u64,
+    /// Resident memory of all the SUT's processes together (its memory cgroup's limit), in bytes.
+    pub memory: u64,
 }
 
 impl Default for Limits {
@@ -99,6 +111,7 @@ impl Default for Limits {
             open_files: 256,
             processes: 64,
             file_size: 64 << 20,
+            memory: 512 << 20,
         }
     }
 }
@@ -145,6 +158,10 @@ pub struct Sut {
     stdout: Option<ChildStdout>,
     stderr: Arc<Mutex<VecDeque<u8>>>,
     status: Option<ExitStatus>,
+    /// Dropped (removed) after the shim: by then no process is left in it.
+    memory: Option<MemoryCgroup>,
+    /// The limit, when the OOM killer of the memory cgroup ended a process of the SUT (read before removal).
+    memory_killed: Option<u64>,
 }
 
 impl Sut {
@@ -178,6 +195,18 @@ impl Sut {
         };
         let uid = lease.uid;
         let path = resolve_program(program, &sut_path, uid)?;
+        let memory = match MemoryCgroup::create(uid, limits.memory) {
+            Ok(group) => Some(group),
+            Err(why) => {
+                if !NO_CGROUP_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!(
+                        "netconform: no memory cgroup for SUTs ({why}); each SUT process is bounded by \
+                         RLIMIT_AS only (give the harness a writable memory cgroup to bound them together)"
+                    );
+                }
+                None
+            }
+        };
 
         let (report_read, report_write) = pipe_cloexec().map_err(|e| {
             HarnessError::sut_start(format!("sandbox: pipe2 for the child's report: {e}"))
@@ -195,6 +224,7 @@ impl Sut {
             fd3.as_ref().map(AsRawFd::as_raw_fd),
             report_write.as_raw_fd(),
             reaped_write.as_raw_fd(),
+            memory.as_ref().map(|g| g.procs_file().clone()),
         )?;
         let mut command = Command::new(&path);
         command
@@ -244,12 +274,24 @@ impl Sut {
             reaped: std::fs::File::from(reaped_read),
             stderr,
             status: None,
+            memory,
+            memory_killed: None,
         })
     }
 
     /// The SUT's uid (and gid).
     pub fn uid(&self) -> u32 {
         self.uid_value
+    }
+
+    /// Whether the SUT's memory cgroup limit ended a process of it (the OOM killer's SIGKILL).
+    pub fn killed_by_memory_limit(&self) -> Option<u64> {
+        self.memory_killed.or_else(|| {
+            self.memory
+                .as_ref()
+                .filter(|g| g.killed_by_limit())
+                .map(MemoryCgroup::limit)
+        })
     }
 
     /// The shim's pid (in our PID namespace); the SUT's own pid is 1 in its namespace.
@@ -347,6 +389,11 @@ impl Sut {
                 drop(lease);
             } else {
                 lease.retire();
+            }
+        }
+        if namespace_empty {
+            if let Some(group) = self.memory.take() {
+                self.memory_killed = group.killed_by_limit().then(|| group.limit());
             }
         }
     }
@@ -643,6 +690,7 @@ enum Step {
     SutDeathSignal,
     ShimGone,
     Exec,
+    JoinCgroup,
 }
 
 /// Every step, to decode a report.
@@ -680,6 +728,7 @@ const STEPS: &[Step] = &[
     Step::SutDeathSignal,
     Step::ShimGone,
     Step::Exec,
+    Step::JoinCgroup,
 ];
 
 /// A step that failed in a child, as read from the report pipe.
@@ -702,6 +751,10 @@ impl ChildFailure {
             Step::HarnessGone => ("the shim's parent ended before it started".into(), ""),
             Step::BlockSignals => ("sigprocmask in the shim".into(), ""),
             Step::LifePipe => ("pipe2 in the shim".into(), ""),
+            Step::JoinCgroup => (
+                "joining the SUT's memory cgroup (write to cgroup.procs)".into(),
+                "",
+            ),
             Step::UnsharePid => (
                 "unshare(CLONE_NEWPID)".into(),
                 " — run as root (CAP_SYS_ADMIN); in a container, it must allow new PID namespaces",
@@ -837,6 +890,8 @@ struct ChildPlan {
     report: RawFd,
     reaped: RawFd,
     harness_pid: libc::pid_t,
+    /// The SUT's memory cgroup's `cgroup.procs`, joined by the shim before it forks.
+    cgroup_procs: Option<CString>,
 }
 
 // SAFETY: the raw pointers point into `_strings`, owned by the plan and never changed after `new`.
@@ -866,6 +921,7 @@ impl ChildPlan {
         fd3: Option<RawFd>,
         report: RawFd,
         reaped: RawFd,
+        cgroup_procs: Option<CString>,
     ) -> Result<ChildPlan> {
         let path = c_string("program path", OsStr::as_bytes(path.as_os_str()))?;
         let mut strings = Vec::new();
@@ -896,6 +952,7 @@ impl ChildPlan {
             reaped,
             // SAFETY: getpid has no preconditions.
             harness_pid: unsafe { libc::getpid() },
+            cgroup_procs,
         })
     }
 
@@ -937,6 +994,14 @@ impl ChildPlan {
         let mut life = [0 as libc::c_int; 2];
         if libc::pipe2(life.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
             self.fail(report, Step::LifePipe);
+        }
+        // Into the memory cgroup before anything of the SUT exists: "0" moves the writer, and children inherit.
+        if let Some(procs) = &self.cgroup_procs {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                self.fail(report, Step::JoinCgroup);
+            }
+            libc::close(fd);
         }
         if libc::unshare(libc::CLONE_NEWPID) != 0 {
             self.fail(report, Step::UnsharePid);
@@ -1270,7 +1335,11 @@ mod tests {
             failure.describe(Path::new("/usr/bin/x"), 1_900_001),
             "sandbox: setresuid(1900001) failed: EPERM (Operation not permitted)"
         );
-        assert_eq!(STEPS.len(), Step::Exec as usize, "STEPS lists every step");
+        assert_eq!(
+            STEPS.len(),
+            Step::JoinCgroup as usize,
+            "STEPS lists every step"
+        );
     }
 
     #[test]

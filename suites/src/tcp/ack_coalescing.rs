@@ -1,10 +1,10 @@
 use std::time::Duration;
 
-use harness::exec::{run_program, ExecConfig, OpResult};
+use harness::exec::OpResult;
 use harness::frame::Host;
 use harness::lab::LabConfig;
 use harness::link::{Impairment, LinkEventKind, LinkSpec, RelaySpec, Rule};
-use harness::ops::{Op, Program, SockKind, SockOpt};
+use harness::ops::{Op, Program, SockOpt};
 use harness::property::{Cap, Subject, TimingBounds};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
@@ -14,7 +14,7 @@ use harness::trace::{ConversationKind, Trace};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::conn::ProgramObserved;
+use crate::conn::{connected_on, ProgramObserved};
 
 /// What a coalescing case observed: the program's outcomes, and the timing its subject is held to (Linux's
 /// constants for the kernel, the RFCs' bounds for another stack; `harness/src/backend/mod.rs`).
@@ -81,36 +81,16 @@ pub struct CoalescingCase {
 const PORT: u16 = 5002;
 
 fn coalescing_program(case: &CoalescingCase) -> Program {
-    let mut b = vec![Op::Socket {
-        kind: SockKind::Tcp,
-    }];
-    if let Some(r) = case.rcvbuf {
-        b.push(Op::SetOpt {
-            sock: 0,
-            opt: SockOpt::RcvBuf(r),
-        });
-    }
-    b.extend([
-        Op::Bind {
-            sock: 0,
-            port: PORT,
-        },
-        Op::Listen {
-            sock: 0,
-            backlog: 4,
-        },
-        Op::Sync,
-        Op::Sync,
-        Op::Accept { sock: 0 },
-    ]);
+    let b_opts: Vec<SockOpt> = case.rcvbuf.map(SockOpt::RcvBuf).into_iter().collect();
+    let mut p = connected_on(PORT, &[], &b_opts);
     if case.quickack {
-        b.push(Op::SetOpt {
+        p.b.push(Op::SetOpt {
             sock: 1,
             opt: SockOpt::QuickAck(true),
         });
     }
     match case.read {
-        ReadPattern::Continuous => b.push(Op::ReadExact {
+        ReadPattern::Continuous => p.b.push(Op::ReadExact {
             sock: 1,
             len: case.total,
         }),
@@ -119,34 +99,23 @@ fn coalescing_program(case: &CoalescingCase) -> Program {
             let mut left = case.total;
             while left > 0 {
                 let n = chunk.min(left);
-                b.push(Op::Sleep { ms: sleep_ms });
-                b.push(Op::ReadExact { sock: 1, len: n });
+                p.b.push(Op::Sleep { ms: sleep_ms });
+                p.b.push(Op::ReadExact { sock: 1, len: n });
                 left -= n;
             }
         }
     }
-    b.extend([Op::Sync, Op::Close { sock: 1 }, Op::Sync]);
-    Program {
-        a: vec![
-            Op::Sync,
-            Op::Socket {
-                kind: SockKind::Tcp,
-            },
-            Op::Connect {
-                sock: 0,
-                port: PORT,
-            },
-            Op::Sync,
-            Op::Write {
-                sock: 0,
-                len: case.total,
-            },
-            Op::Sync,
-            Op::Close { sock: 0 },
-            Op::Sync,
-        ],
-        b,
-    }
+    p.b.extend([Op::Sync, Op::Close { sock: 1 }, Op::Sync]);
+    p.a.extend([
+        Op::Write {
+            sock: 0,
+            len: case.total,
+        },
+        Op::Sync,
+        Op::Close { sock: 0 },
+        Op::Sync,
+    ]);
+    p
 }
 
 /// One data segment from a that reached b, as the ACK analysis sees it.
@@ -418,12 +387,9 @@ impl Property for AckCoalescing {
         case: &CoalescingCase,
         env: &CaseEnv,
     ) -> Result<CoalescingObserved, harness::HarnessError> {
-        let mut cfg = ExecConfig::new(env.seed, env.family);
         // Sleepy readers take up to 24 × 30 ms; retransmissions after a drop up to an RTO (200 ms min).
-        cfg.io_timeout_ms = 2000;
-        let (outcomes, sockets) = run_program(env.lab, &coalescing_program(case), cfg)?;
         Ok(CoalescingObserved {
-            program: ProgramObserved { outcomes, sockets },
+            program: ProgramObserved::run(env, &coalescing_program(case), 2000)?,
             timing: env.timing,
         })
     }

@@ -1,4 +1,3 @@
-use harness::exec::run_program;
 use harness::frame::Host;
 use harness::ops::{Op, ShutdownHow, SockOpt};
 use harness::property::{Cap, Subject};
@@ -11,7 +10,7 @@ use harness::HarnessError;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::close_common::exec_config;
+use super::close_common::IO_TIMEOUT_MS;
 use crate::conn::{connected, flags, outcomes_of, read_result, segments, ProgramObserved, Seg};
 
 fn fins(segs: &[Seg], from: Host) -> Vec<&Seg> {
@@ -171,8 +170,7 @@ impl Property for HalfClose {
             Op::Close { sock: 1 },
             Op::Sync,
         ]);
-        let (outcomes, sockets) = run_program(env.lab, &p, exec_config(env))?;
-        Ok(ProgramObserved { outcomes, sockets })
+        ProgramObserved::run(env, &p, IO_TIMEOUT_MS)
     }
 
     fn settle(&self, _case: &HalfCloseCase) -> std::time::Duration {

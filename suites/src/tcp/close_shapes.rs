@@ -1,4 +1,3 @@
-use harness::exec::run_program;
 use harness::frame::Host;
 use harness::ops::{Op, SockOpt};
 use harness::property::{Cap, KernelNeed, Subject};
@@ -11,7 +10,7 @@ use harness::HarnessError;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::close_common::exec_config;
+use super::close_common::IO_TIMEOUT_MS;
 use crate::conn::{connected, flags, segments, ProgramObserved, Seg};
 
 /// The close shape a case aims at (the kernel decides what happens; the check classifies the wire).
@@ -208,9 +207,8 @@ impl Property for CloseShapes {
             ]),
         }
         p.b.push(Op::Sleep { ms: tail });
-        let (outcomes, sockets) = run_program(env.lab, &p, exec_config(env))?;
         Ok(CloseShapesObserved {
-            program: ProgramObserved { outcomes, sockets },
+            program: ProgramObserved::run(env, &p, IO_TIMEOUT_MS)?,
             a_sockets: crate::conn::namespace_sockets(env, Host::A)?,
             b_sockets: crate::conn::namespace_sockets(env, Host::B)?,
         })

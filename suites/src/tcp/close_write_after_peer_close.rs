@@ -1,4 +1,4 @@
-use harness::exec::{run_program, OpResult};
+use harness::exec::OpResult;
 use harness::frame::Host;
 use harness::ops::Op;
 use harness::property::{Cap, Subject};
@@ -11,7 +11,7 @@ use harness::HarnessError;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::close_common::exec_config;
+use super::close_common::IO_TIMEOUT_MS;
 use crate::conn::{connected, flags, outcomes_of, read_result, segments, ProgramObserved, Seg};
 
 /// Writing after the peer closed (lab Q34, Q35).
@@ -112,8 +112,7 @@ impl Property for WriteAfterPeerClose {
         for &w in &case.later_writes {
             p.a.push(Op::Write { sock: 0, len: w });
         }
-        let (outcomes, sockets) = run_program(env.lab, &p, exec_config(env))?;
-        Ok(ProgramObserved { outcomes, sockets })
+        ProgramObserved::run(env, &p, IO_TIMEOUT_MS)
     }
 
     fn check(

@@ -133,10 +133,7 @@ impl Property for WindowBound {
         });
         p.a.push(Op::Sync);
         p.b.push(Op::Sync);
-        let mut cfg = harness::exec::ExecConfig::new(env.seed, env.family);
-        cfg.io_timeout_ms = WINDOW_BOUND_IO_TIMEOUT_MS;
-        let (outcomes, sockets) = harness::exec::run_program(env.lab, &p, cfg)?;
-        Ok(ProgramObserved { outcomes, sockets })
+        ProgramObserved::run(env, &p, WINDOW_BOUND_IO_TIMEOUT_MS)
     }
 
     fn check(&self, case: &WindowBoundCase, observed: &ProgramObserved, trace: &Trace) -> Verdict {

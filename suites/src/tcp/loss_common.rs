@@ -128,10 +128,7 @@ pub(super) fn execute_loss(
         len: case.bytes,
     });
     // Recovery may need the RTO (200 ms, doubled once if a retransmission is lost too).
-    let mut cfg = harness::exec::ExecConfig::new(env.seed, env.family);
-    cfg.io_timeout_ms = 3000;
-    let (outcomes, sockets) = harness::exec::run_program(env.lab, &p, cfg)?;
-    Ok(ProgramObserved { outcomes, sockets })
+    ProgramObserved::run(env, &p, 3000)
 }
 
 /// The writer's data segments the relay dropped, in capture order.

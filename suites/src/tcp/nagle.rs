@@ -1,9 +1,8 @@
 use std::time::Duration;
 
-use harness::exec::{run_program, ExecConfig};
 use harness::frame::Host;
 use harness::lab::LabConfig;
-use harness::ops::{Op, Program, SockKind, SockOpt};
+use harness::ops::{Op, Program, SockOpt};
 use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
@@ -13,7 +12,7 @@ use harness::trace::{ConversationKind, Trace};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::conn::ProgramObserved;
+use crate::conn::{connected_on, ProgramObserved};
 
 /// How a sends small writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,70 +48,36 @@ const CLOCK_SLACK: Duration = Duration::from_millis(5);
 
 fn nagle_program(case: &NagleCase) -> Program {
     let total: usize = case.writes.iter().sum();
-    let mut a = vec![
-        Op::Sync,
-        Op::Socket {
-            kind: SockKind::Tcp,
-        },
-    ];
-    match case.mode {
-        SendMode::Nagle => {}
-        SendMode::NoDelay => a.push(Op::SetOpt {
-            sock: 0,
-            opt: SockOpt::NoDelay(true),
-        }),
-        SendMode::Cork { .. } => a.push(Op::SetOpt {
-            sock: 0,
-            opt: SockOpt::Cork(true),
-        }),
-    }
-    a.extend([
-        Op::Connect {
-            sock: 0,
-            port: NAGLE_PORT,
-        },
-        Op::Sync,
-    ]);
+    let a_opts: &[SockOpt] = match case.mode {
+        SendMode::Nagle => &[],
+        SendMode::NoDelay => &[SockOpt::NoDelay(true)],
+        SendMode::Cork { .. } => &[SockOpt::Cork(true)],
+    };
+    let mut p = connected_on(NAGLE_PORT, a_opts, &[]);
     for (k, &len) in case.writes.iter().enumerate() {
         if k > 0 && case.gap_ms > 0 {
-            a.push(Op::Sleep { ms: case.gap_ms });
+            p.a.push(Op::Sleep { ms: case.gap_ms });
         }
-        a.push(Op::Write { sock: 0, len });
+        p.a.push(Op::Write { sock: 0, len });
     }
     if let SendMode::Cork { hold_ms } = case.mode {
-        a.push(Op::Sleep { ms: hold_ms });
-        a.push(Op::SetOpt {
+        p.a.push(Op::Sleep { ms: hold_ms });
+        p.a.push(Op::SetOpt {
             sock: 0,
             opt: SockOpt::Cork(false),
         });
     }
-    a.extend([Op::Sync, Op::Close { sock: 0 }, Op::Sync]);
-    Program {
-        a,
-        b: vec![
-            Op::Socket {
-                kind: SockKind::Tcp,
-            },
-            Op::Bind {
-                sock: 0,
-                port: NAGLE_PORT,
-            },
-            Op::Listen {
-                sock: 0,
-                backlog: 4,
-            },
-            Op::Sync,
-            Op::Sync,
-            Op::Accept { sock: 0 },
-            Op::ReadExact {
-                sock: 1,
-                len: total,
-            },
-            Op::Sync,
-            Op::Close { sock: 1 },
-            Op::Sync,
-        ],
-    }
+    p.a.extend([Op::Sync, Op::Close { sock: 0 }, Op::Sync]);
+    p.b.extend([
+        Op::ReadExact {
+            sock: 1,
+            len: total,
+        },
+        Op::Sync,
+        Op::Close { sock: 1 },
+        Op::Sync,
+    ]);
+    p
 }
 
 /// Nagle's algorithm, TCP_NODELAY and TCP_CORK on the wire (lab Q22).
@@ -214,10 +179,7 @@ impl Property for Nagle {
         case: &NagleCase,
         env: &CaseEnv,
     ) -> Result<ProgramObserved, harness::HarnessError> {
-        let mut cfg = ExecConfig::new(env.seed, env.family);
-        cfg.io_timeout_ms = 1000;
-        let (outcomes, sockets) = run_program(env.lab, &nagle_program(case), cfg)?;
-        Ok(ProgramObserved { outcomes, sockets })
+        ProgramObserved::run(env, &nagle_program(case), 1000)
     }
 
     fn settle(&self, _case: &NagleCase) -> Duration {

@@ -5,7 +5,7 @@ use harness::property::{Cap, KernelNeed, Subject};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use harness::diag::DiagSocket;
-use harness::exec::{run_program, ExecConfig, OpOutcome};
+use harness::exec::OpOutcome;
 use harness::frame::Host;
 use harness::ops::{Op, ShutdownHow, SockOpt, TcpState};
 use harness::property::{
@@ -402,11 +402,8 @@ impl Property for StateTransitions {
         let tail = 20 + 2 * case.delay_ms;
         p.a.extend([Op::Sleep { ms: tail }, Op::Sync]);
         p.b.extend([Op::Sleep { ms: tail }, Op::Sync]);
-        let mut cfg = ExecConfig::new(env.seed, env.family);
-        cfg.io_timeout_ms = 1000;
-        let (outcomes, sockets) = run_program(env.lab, &p, cfg)?;
         Ok(StateObserved {
-            program: ProgramObserved { outcomes, sockets },
+            program: ProgramObserved::run(env, &p, 1000)?,
             a_diag: crate::conn::namespace_sockets(env, Host::A)?,
             b_diag: crate::conn::namespace_sockets(env, Host::B)?,
         })

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
-use harness::exec::{run_program, ExecConfig, OpResult};
+use harness::exec::OpResult;
 use harness::frame::Host;
-use harness::ops::{Op, Program, SockKind, SockOpt};
+use harness::ops::{Op, Program, SockOpt};
 use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
@@ -12,7 +12,7 @@ use harness::trace::{ConversationKind, Trace};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::conn::ProgramObserved;
+use crate::conn::{connected_on, ProgramObserved};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SwsCase {
@@ -34,52 +34,21 @@ const SWS_PORT: u16 = 5004;
 const SWS_OVERRIDE: Duration = Duration::from_millis(180);
 
 fn sws_program(case: &SwsCase) -> Program {
-    let mut b = vec![
-        Op::Socket {
-            kind: SockKind::Tcp,
-        },
-        Op::SetOpt {
-            sock: 0,
-            opt: SockOpt::RcvBuf(case.rcvbuf),
-        },
-        Op::Bind {
-            sock: 0,
-            port: SWS_PORT,
-        },
-        Op::Listen {
-            sock: 0,
-            backlog: 4,
-        },
-        Op::Sync,
-        Op::Sync,
-        Op::Accept { sock: 0 },
-    ];
+    let a_opts: &[SockOpt] = if case.nodelay {
+        &[SockOpt::NoDelay(true)]
+    } else {
+        &[]
+    };
+    let mut p = connected_on(SWS_PORT, a_opts, &[SockOpt::RcvBuf(case.rcvbuf)]);
     let mut left = case.total;
     while left > 0 {
         let n = case.chunk.min(left);
-        b.push(Op::Sleep { ms: case.sleep_ms });
-        b.push(Op::ReadExact { sock: 1, len: n });
+        p.b.push(Op::Sleep { ms: case.sleep_ms });
+        p.b.push(Op::ReadExact { sock: 1, len: n });
         left -= n;
     }
-    b.extend([Op::Sync, Op::Close { sock: 1 }, Op::Sync]);
-    let mut a = vec![
-        Op::Sync,
-        Op::Socket {
-            kind: SockKind::Tcp,
-        },
-    ];
-    if case.nodelay {
-        a.push(Op::SetOpt {
-            sock: 0,
-            opt: SockOpt::NoDelay(true),
-        });
-    }
-    a.extend([
-        Op::Connect {
-            sock: 0,
-            port: SWS_PORT,
-        },
-        Op::Sync,
+    p.b.extend([Op::Sync, Op::Close { sock: 1 }, Op::Sync]);
+    p.a.extend([
         Op::Write {
             sock: 0,
             len: case.total,
@@ -88,7 +57,7 @@ fn sws_program(case: &SwsCase) -> Program {
         Op::Close { sock: 0 },
         Op::Sync,
     ]);
-    Program { a, b }
+    p
 }
 
 /// Silly window syndrome avoidance, receiver and sender (lab Q30, Q31).
@@ -162,10 +131,7 @@ impl Property for SwsAvoidance {
         case: &SwsCase,
         env: &CaseEnv,
     ) -> Result<ProgramObserved, harness::HarnessError> {
-        let mut cfg = ExecConfig::new(env.seed, env.family);
-        cfg.io_timeout_ms = 1500;
-        let (outcomes, sockets) = run_program(env.lab, &sws_program(case), cfg)?;
-        Ok(ProgramObserved { outcomes, sockets })
+        ProgramObserved::run(env, &sws_program(case), 1500)
     }
 
     fn settle(&self, _case: &SwsCase) -> Duration {

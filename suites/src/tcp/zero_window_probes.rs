@@ -1,8 +1,8 @@
 use std::time::Duration;
 
-use harness::exec::{run_program, ExecConfig, OpResult};
+use harness::exec::OpResult;
 use harness::frame::Host;
-use harness::ops::{Op, Program, SockKind, SockOpt};
+use harness::ops::{Op, Program, SockOpt};
 use harness::property::{Cap, KernelNeed, Subject};
 use harness::property::{
     CaseEnv, CaseRng, Findings, LinkKind, Needs, Property, PropertyInfo, Verdict, Violation,
@@ -13,6 +13,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::zero_window_common::{PORT, PROBE_BASE, PROBE_EARLY, PROBE_LATE, PROBE_SLACK};
+use crate::conn::connected_on;
 
 /// The window update leaves inside the reader's read() (docs/kernel-facts.md: within 0.4 ms of it); it must be
 /// captured no later than this after the read returned: the capture stamps it when a's end of the veth
@@ -45,58 +46,30 @@ pub struct ZeroWindowCase {
 }
 
 fn program(case: &ZeroWindowCase) -> Program {
-    let mut b = vec![
-        Op::Socket {
-            kind: SockKind::Tcp,
-        },
-        Op::SetOpt {
-            sock: 0,
-            opt: SockOpt::RcvBuf(case.rcvbuf),
-        },
-        Op::Bind {
-            sock: 0,
-            port: PORT,
-        },
-        Op::Listen {
-            sock: 0,
-            backlog: 4,
-        },
-        Op::Sync,
-        Op::Sync,
-        Op::Accept { sock: 0 },
-        Op::Sleep { ms: case.stall_ms },
-    ];
+    let mut p = connected_on(PORT, &[], &[SockOpt::RcvBuf(case.rcvbuf)]);
+    p.b.push(Op::Sleep { ms: case.stall_ms });
     // One read() first: it frees the window and sends the update (tcp_recvmsg → tcp_cleanup_rbuf) before it
     // returns, so its call and return bound the update in time; then the rest (read_exact stops at the
     // io timeout once everything is read).
-    b.push(Op::Read {
-        sock: 1,
-        max: case.total,
-    });
-    b.push(Op::ReadExact {
-        sock: 1,
-        len: case.total,
-    });
-    b.push(Op::Sync);
-    Program {
-        a: vec![
-            Op::Sync,
-            Op::Socket {
-                kind: SockKind::Tcp,
-            },
-            Op::Connect {
-                sock: 0,
-                port: PORT,
-            },
-            Op::Sync,
-            Op::Write {
-                sock: 0,
-                len: case.total,
-            },
-            Op::Sync,
-        ],
-        b,
-    }
+    p.b.extend([
+        Op::Read {
+            sock: 1,
+            max: case.total,
+        },
+        Op::ReadExact {
+            sock: 1,
+            len: case.total,
+        },
+        Op::Sync,
+    ]);
+    p.a.extend([
+        Op::Write {
+            sock: 0,
+            len: case.total,
+        },
+        Op::Sync,
+    ]);
+    p
 }
 
 impl Property for ZeroWindowProbes {
@@ -143,10 +116,7 @@ impl Property for ZeroWindowProbes {
         case: &ZeroWindowCase,
         env: &CaseEnv,
     ) -> Result<crate::conn::ProgramObserved, harness::HarnessError> {
-        let mut cfg = ExecConfig::new(env.seed, env.family);
-        cfg.io_timeout_ms = 60;
-        let (outcomes, sockets) = run_program(env.lab, &program(case), cfg)?;
-        Ok(crate::conn::ProgramObserved { outcomes, sockets })
+        crate::conn::ProgramObserved::run(env, &program(case), 60)
     }
 
     fn settle(&self, _case: &ZeroWindowCase) -> Duration {

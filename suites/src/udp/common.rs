@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use harness::frame::Host;
-use harness::property::{CaseEnv, CaseRng, Findings};
+use harness::property::{CaseEnv, CaseRng, Findings, Violation};
 use harness::sock::{Errno, Family, Socket};
 use harness::trace::Trace;
 use harness::wire::reassembly::{udp_datagrams, Incomplete, UdpDatagram};
@@ -192,4 +192,23 @@ pub(super) fn our_wire_frames(trace: &Trace, a: SocketAddr, b_port: u16) -> Vec<
             _ => None,
         })
         .collect()
+}
+
+/// Every send of a case sent its whole datagram (POSIX send); a failed send names the frames of that
+/// datagram on the wire (`wire` from [`our_wire_frames`]).
+pub(super) fn check_sends(
+    findings: &mut Findings,
+    sizes: impl IntoIterator<Item = usize>,
+    sends: &[Result<usize, Errno>],
+    wire: &[Vec<usize>],
+) {
+    for (i, (size, sent)) in sizes.into_iter().zip(sends).enumerate() {
+        findings.check(*sent == Ok(size), || {
+            Violation::new("POSIX send", format!("send of datagram {} failed", i + 1))
+                .frames(wire.get(i).cloned().unwrap_or_default())
+                .field("sendto()")
+                .expected(format!("{size} bytes"))
+                .actual(outcome(sent))
+        });
+    }
 }

@@ -14,8 +14,8 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    describe_sizes, note_once, our_wire_frames, outcome, payload_of, pin_to_current_cpu, send_on_a,
-    sock_step, unfragmented_max, which, RECV_WAIT, ROOMY_RCVBUF,
+    check_sends, describe_sizes, note_once, our_wire_frames, payload_of, pin_to_current_cpu,
+    send_on_a, sock_step, unfragmented_max, which, RECV_WAIT, ROOMY_RCVBUF,
 };
 
 /// SO_MEMINFO sk_rmem_alloc: bytes of truesize charged to the socket's receive queue.
@@ -281,15 +281,12 @@ impl Property for RcvbufOverflow {
             .collect();
         let wire = our_wire_frames(trace, observed.a, case.port);
         let frames_of = |k: usize| wire.get(k).cloned().unwrap_or_default();
-        for (i, sent) in observed.sends.iter().enumerate() {
-            findings.check(*sent == Ok(case.sizes[i]), || {
-                Violation::new("POSIX send", format!("send of datagram {} failed", i + 1))
-                    .frames(frames_of(i))
-                    .field("sendto()")
-                    .expected(format!("{} bytes", case.sizes[i]))
-                    .actual(outcome(sent))
-            });
-        }
+        check_sends(
+            &mut findings,
+            case.sizes.iter().copied(),
+            &observed.sends,
+            &wire,
+        );
         findings.check(observed.effective == 2 * case.rcvbuf, || {
             Violation::new(
                 "socket(7) SO_RCVBUF",

@@ -14,7 +14,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    datagram_pair, describe_sizes, gen_size, our_wire_frames, outcome, payload_of, send_on_a,
+    check_sends, datagram_pair, describe_sizes, gen_size, our_wire_frames, payload_of, send_on_a,
     sock_step, which, RECV_WAIT,
 };
 
@@ -248,15 +248,12 @@ impl Property for RecvBoundaries {
             .collect();
         let wire = our_wire_frames(trace, observed.a, case.port);
         let frames_of = |k: usize| wire.get(k).cloned().unwrap_or_default();
-        for (i, sent) in observed.sends.iter().enumerate() {
-            findings.check(*sent == Ok(case.sizes[i]), || {
-                Violation::new("POSIX send", format!("send of datagram {} failed", i + 1))
-                    .frames(frames_of(i))
-                    .field("sendto()")
-                    .expected(format!("{} bytes", case.sizes[i]))
-                    .actual(outcome(sent))
-            });
-        }
+        check_sends(
+            &mut findings,
+            case.sizes.iter().copied(),
+            &observed.sends,
+            &wire,
+        );
         for (k, r) in observed.recvs.iter().enumerate() {
             let want = &payloads[k];
             let ok = matches!(r, Some(Ok(got)) if &got.data == want && got.returned == want.len() && !got.truncated && got.from == Some(observed.a));

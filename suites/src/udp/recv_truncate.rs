@@ -13,7 +13,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    datagram_pair, gen_size, our_wire_frames, outcome, payload_of, send_on_a, RECV_WAIT,
+    check_sends, datagram_pair, gen_size, our_wire_frames, payload_of, send_on_a, RECV_WAIT,
 };
 
 /// A short buffer truncates a datagram and the rest is discarded; MSG_TRUNC reports it (lab Q6).
@@ -196,15 +196,12 @@ impl Property for RecvTruncate {
             .collect();
         let wire = our_wire_frames(trace, observed.a, case.port);
         let frames_of = |k: usize| wire.get(k).cloned().unwrap_or_default();
-        for (i, sent) in observed.sends.iter().enumerate() {
-            findings.check(*sent == Ok(case.datagrams[i].size), || {
-                Violation::new("POSIX send", format!("send of datagram {} failed", i + 1))
-                    .frames(frames_of(i))
-                    .field("sendto()")
-                    .expected(format!("{} bytes", case.datagrams[i].size))
-                    .actual(outcome(sent))
-            });
-        }
+        check_sends(
+            &mut findings,
+            case.datagrams.iter().map(|d| d.size),
+            &observed.sends,
+            &wire,
+        );
         let mut truncated = 0;
         for (k, (d, (peek, read))) in case.datagrams.iter().zip(&observed.calls).enumerate() {
             let payload = &payloads[k];
