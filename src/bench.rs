@@ -351,6 +351,9 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
             slow / 1e6
         );
     }
+    // Cases a machine cannot run (read-only sysctls, no TUN) are skipped, as in `run`.
+    let facilities = harness::lab::privileges::Facilities::probe();
+    facilities.accept();
     for prop in props {
         let opts = RunOptions {
             cases: args.cases,
@@ -365,6 +368,9 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
             confirm_runs: 0,
             html: false,
             offer: harness::backend::Offer::kernel(),
+            facilities: facilities.clone(),
+            partition: None,
+            fail_fast: false,
         };
         let t = Instant::now();
         let report = runner::run(&[prop], &opts, &|_| {});

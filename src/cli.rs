@@ -18,8 +18,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
     name = "netconform",
     version,
     about = "Property-based conformance harness for TCP/UDP on real kernel sockets in network namespaces",
-    after_help = "Exit codes: 0 all passed, 1 a property failed (or a case was invalid/errored), 2 could not run, \
-                  130 interrupted (SIGINT/SIGTERM)."
+    after_help = "Exit codes: 0 all passed (skips with a reason allowed), 1 a property failed (or a case was \
+                  invalid/errored), 2 could not run (one line says why; see `netconform doctor`), 130 \
+                  interrupted (SIGINT/SIGTERM)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -75,6 +76,13 @@ enum Command {
     /// Replay a fixed transcript against a netconform-sut/1 adapter and report, request by request, each
     /// deviation from the contract (docs/driver-protocol.md).
     SutCheck(crate::sutcheck::SutCheckArgs),
+    /// Check what this machine lets netconform do (privileges or user namespaces, sysctls, TUN, AF_PACKET,
+    /// tools, kernel), each with a one-line remedy. Exit 0 when runs can happen (perhaps limited), 2 when not.
+    Doctor {
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the same selection against every SUT of a manifest (one `[[sut]]` per student) and print one
     /// table: SUT × property, pass / FAIL with the first violation / skip with why (src/grade.rs).
     Grade(crate::grade::GradeArgs),
@@ -256,6 +264,14 @@ struct RunArgs {
     /// With --sut: wall-clock limit per case, in seconds.
     #[arg(long, default_value_t = 60, requires = "sut")]
     sut_limit: u64,
+    /// Run only shard K of N, e.g. hash:2/3: every case (property × index) is in exactly one shard, so the
+    /// N shards together are the unpartitioned run. Without --seed, every shard derives the same seed from
+    /// the CI's variables (printed).
+    #[arg(long, value_parser = runner::Partition::parse)]
+    partition: Option<runner::Partition>,
+    /// Start no new case after the first one that does not pass (the cases running finish and are reported).
+    #[arg(long)]
+    fail_fast: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -278,6 +294,19 @@ extern "C" fn on_interrupt(signal: libc::c_int) {
 
 pub fn main() -> Result<i32, HarnessError> {
     let cli = Cli::parse();
+    // Rootless mode: a command that builds labs enters its user namespace now, while the process still has a
+    // single thread (harness/src/lab/privileges.rs).
+    if matches!(
+        cli.command,
+        Command::Run(_)
+            | Command::Replay { .. }
+            | Command::Bench(_)
+            | Command::Snapshot(_)
+            | Command::SutCheck(_)
+            | Command::Doctor { .. }
+    ) {
+        harness::lab::privileges::enter();
+    }
     let verbosity = if cli.quiet {
         Verbosity::Quiet
     } else if cli.verbose {
@@ -291,14 +320,19 @@ pub fn main() -> Result<i32, HarnessError> {
             Ok(0)
         }
         Command::Run(args) => run(*args, verbosity),
-        Command::Replay { file, out, html } => replay(file, out, html),
+        Command::Replay { file, out, html } => replay(file, out, html, verbosity),
         Command::Trace { file } => trace(file),
         Command::Check { file, trace, html } => check(file, trace, html),
-        Command::Snapshot(args) => {
+        Command::Snapshot(mut args) => {
             harness::lab::privileges::check()?;
+            args.quiet = verbosity == Verbosity::Quiet;
             crate::snapshots::check(&args)
         }
-        Command::SutCheck(args) => crate::sutcheck::sut_check(args),
+        Command::SutCheck(mut args) => {
+            args.quiet = verbosity == Verbosity::Quiet;
+            crate::sutcheck::sut_check(args)
+        }
+        Command::Doctor { json } => crate::doctor::doctor(json, verbosity),
         Command::Grade(args) => {
             harness::lab::privileges::check()?;
             crate::grade::grade(args)
@@ -478,6 +512,31 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         });
     }
     harness::lab::privileges::check()?;
+    let facilities = harness::lab::privileges::Facilities::probe();
+    if let Some(why) = &facilities.sysctls {
+        if !lab.sysctls.is_empty() {
+            return Err(HarnessError::Privilege {
+                what: format!("--sysctl: {why}"),
+                remedy: facilities.remedy().unwrap_or_default(),
+            });
+        }
+    }
+    if let Some(why) = &facilities.tun {
+        if args.link == LinkArg::Relay || args.sut.is_some() {
+            return Err(HarnessError::Privilege {
+                what: format!(
+                    "{}: {why}",
+                    if args.sut.is_some() {
+                        "--sut"
+                    } else {
+                        "--link relay"
+                    }
+                ),
+                remedy: facilities.remedy().unwrap_or_default(),
+            });
+        }
+    }
+    facilities.accept();
     let mut offer = harness::backend::Offer::kernel();
     let mut families = match args.family {
         FamilyArg::Ipv4 => vec![Family::Ipv4],
@@ -485,6 +544,16 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         FamilyArg::Both => vec![Family::Ipv4, Family::Ipv6],
     };
     if let Some(command) = &args.sut {
+        if let harness::lab::privileges::Mode::UserNamespace { .. } =
+            harness::lab::privileges::mode()
+        {
+            return Err(HarnessError::Privilege {
+                what: "--sut needs root: the sandbox runs every SUT as a uid of its own, and a rootless user \
+                       namespace maps only one"
+                    .into(),
+                remedy: "run as root (sudo netconform …)".into(),
+            });
+        }
         let spec = sut_spec(command, &args.attach, args.sut_limit, &lab)?;
         if args.snapshots {
             return Err(HarnessError::Usage(
@@ -544,9 +613,15 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         };
         lab.sut = Some(spec);
     }
-    let seed = args
-        .seed
-        .unwrap_or_else(|| harness::capture::realtime_ns() % 1_000_000_000);
+    let (seed, derived_from) = match (args.seed, args.partition) {
+        (Some(seed), _) => (seed, None),
+        // Shards must agree on the seed, or their union is not one run (docs/ci.md).
+        (None, Some(_)) => {
+            let (seed, from) = shared_seed();
+            (seed, Some(from))
+        }
+        (None, None) => (harness::capture::realtime_ns() % 1_000_000_000, None),
+    };
     if let harness::link::LinkSpec::Relay(spec) = &mut lab.link {
         spec.seed = seed;
     }
@@ -566,6 +641,9 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         confirm_runs: args.confirm,
         html: args.html.is_some(),
         offer,
+        facilities: facilities.clone(),
+        partition: args.partition,
+        fail_fast: args.fail_fast,
     };
     let fault = args.model_fault.map(|f| match f {
         ModelFaultArg::WriteAfterShutdownSucceeds => {
@@ -592,14 +670,37 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
             args.cases,
             args.jobs
         );
+        if let Some(p) = args.partition {
+            eprintln!(
+                "partition {p}: {} of the {} cases; seed {seed}{}",
+                props
+                    .iter()
+                    .map(|pr| p.count(pr.info().id, args.cases))
+                    .sum::<u64>(),
+                props.len() as u64 * args.cases,
+                derived_from
+                    .map(|f| format!(" derived from {f}, the same in every shard"))
+                    .unwrap_or_default()
+            );
+        }
+        if let harness::lab::privileges::Mode::UserNamespace { uid } =
+            harness::lab::privileges::mode()
+        {
+            eprintln!("rootless: labs in a user namespace of uid {uid}");
+        }
     }
+    // Cases per property in this run (all of them, or this shard's).
+    let cases_of = |id: &str| {
+        args.partition
+            .map_or(args.cases, |p| p.count(id, args.cases))
+    };
     let tty = std::io::stderr().is_terminal() && verbosity > Verbosity::Quiet;
     // Without a terminal, progress is one line per finished suite: (suite, cases left, cases not passing).
-    let per_case = args.cases;
     let suite_progress: Mutex<Vec<(String, u64, u64)>> = Mutex::new(Vec::new());
     for p in &props {
         let mut sp = suite_progress.lock().unwrap();
         let suite = p.info().suite;
+        let per_case = cases_of(p.info().id);
         match sp.iter_mut().find(|(s, _, _)| s == suite) {
             Some(e) => e.1 += per_case,
             None => sp.push((suite.to_string(), per_case, 0)),
@@ -618,7 +719,7 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         .iter()
         .map(|p| {
             let bar = if tty {
-                multi.add(ProgressBar::new(args.cases))
+                multi.add(ProgressBar::new(cases_of(p.info().id)))
             } else {
                 ProgressBar::hidden()
             };
@@ -629,7 +730,7 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         .collect();
     let on_event = |event: Event| match event {
         Event::CaseDone { property, run } => {
-            if let Some((_, bar, counts)) = bars.iter().find(|(id, _, _)| id == property) {
+            if let Some((id, bar, counts)) = bars.iter().find(|(id, _, _)| id == property) {
                 let mut c = counts.lock().unwrap();
                 c.0 += 1;
                 if !matches!(
@@ -640,7 +741,7 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
                     bar.set_message(format!("{} not passing", c.1));
                 }
                 bar.inc(1);
-                if c.0 == args.cases {
+                if c.0 == cases_of(id) {
                     bar.finish();
                 }
             }
@@ -690,6 +791,18 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         bar.finish_and_clear();
     }
     println!("{}", harness::report::summary_with(&report, verbosity));
+    if let Some(remedy) = facilities.remedy() {
+        let skipped: u64 = report.properties.iter().map(|p| p.skip).sum();
+        let what: Vec<&str> = [&facilities.sysctls, &facilities.tun]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        eprintln!(
+            "netconform: limited run, {skipped} case(s) skipped: {}. Remedy: {remedy}",
+            what.join("; ")
+        );
+    }
     if let Some(path) = &args.html {
         let cmd: Vec<String> = std::env::args().collect();
         harness::report::html::write_run(
@@ -709,6 +822,15 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
         harness::report::write_junit(&report, path)?;
     }
     let mut code = report.exit_code();
+    let ran: u64 = report
+        .properties
+        .iter()
+        .map(|p| p.pass + p.fail + p.invalid + p.error)
+        .sum();
+    if ran == 0 && facilities.remedy().is_some() && !report.interrupted {
+        // Nothing selected can run on this machine: the remedy line above says why (exit 2).
+        code = 2;
+    }
     if report.interrupted {
         eprintln!("netconform: interrupted; the report above covers the cases that finished");
         return Ok(EXIT_INTERRUPTED);
@@ -722,13 +844,51 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
             repeat: 1,
             jobs: 3,
             sysctls: args.sysctls.clone(),
+            quiet: verbosity == Verbosity::Quiet,
         };
         code = code.max(crate::snapshots::check(&snap)?);
     }
     Ok(code)
 }
 
-fn replay(file: PathBuf, out: PathBuf, html: Option<PathBuf>) -> Result<i32, HarnessError> {
+/// The seed every shard of a partitioned run derives alike, and what it was derived from: the CI's
+/// identifiers of the pipeline run (the same in every job of it), else a constant.
+fn shared_seed() -> (u64, String) {
+    const SHARED: &[&str] = &[
+        "GITHUB_SHA",
+        "GITHUB_RUN_ID",
+        "GITHUB_RUN_ATTEMPT",
+        "CI_PIPELINE_ID",
+        "CI_COMMIT_SHA",
+        "BUILDKITE_BUILD_ID",
+        "CIRCLE_WORKFLOW_ID",
+    ];
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut used = Vec::new();
+    for name in SHARED {
+        if let Ok(v) = std::env::var(name) {
+            for b in name.bytes().chain([b'=']).chain(v.bytes()).chain([0]) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            used.push(*name);
+        }
+    }
+    if used.is_empty() {
+        return (
+            1,
+            "no CI variable (GITHUB_SHA, CI_PIPELINE_ID, …): the fixed seed 1".into(),
+        );
+    }
+    (h % 1_000_000_000, used.join(", "))
+}
+
+fn replay(
+    file: PathBuf,
+    out: PathBuf,
+    html: Option<PathBuf>,
+    verbosity: Verbosity,
+) -> Result<i32, HarnessError> {
     let text =
         std::fs::read_to_string(&file).map_err(|e| HarnessError::output(file.display(), e))?;
     let spec: CaseSpec = serde_json::from_str(&text).map_err(|e| {
@@ -757,7 +917,9 @@ fn replay(file: PathBuf, out: PathBuf, html: Option<PathBuf>) -> Result<i32, Har
         spec.seed,
         run.description
     );
-    println!("\n{}", run.trace_text);
+    if verbosity > Verbosity::Quiet {
+        println!("\n{}", run.trace_text);
+    }
     let (case_path, pcap_path) = runner::write_case_outputs(&out, &run)?;
     if let Some(path) = &html {
         let mut view = harness::runner::view_of_run(&run, Some(&(case_path, pcap_path.clone())));

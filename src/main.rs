@@ -1,11 +1,13 @@
 //! `netconform`: the command line.
 //!
-//! Exit codes: 0 everything passed; 1 a property failed (or a case was invalid, errored, or the run was
-//! interrupted); 2 netconform could not run (privileges, bad arguments, unreadable files) — with one line
-//! saying what is missing and how to fix it.
+//! Exit codes, for every command: 0 everything selected passed (skips with their reasons allowed); 1 a
+//! property failed (or a case was invalid or errored, a snapshot changed); 2 netconform could not run
+//! (privileges, bad arguments, unreadable files, nothing runnable on this machine) — with one line saying
+//! what is missing and how to fix it; 130 interrupted (SIGINT/SIGTERM), after partial reports.
 
 mod bench;
 mod cli;
+mod doctor;
 mod grade;
 mod snapshots;
 mod sutcheck;

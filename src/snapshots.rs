@@ -9,6 +9,9 @@ use harness::HarnessError;
 
 #[derive(clap::Args)]
 pub struct SnapshotArgs {
+    /// `-q`: only what differs and the count line (set from the global flag).
+    #[arg(skip)]
+    pub quiet: bool,
     /// Rewrite the expectation files with what this kernel does now (review with `git diff snapshots/`).
     #[arg(long)]
     pub update: bool,
@@ -117,16 +120,18 @@ pub fn check(args: &SnapshotArgs) -> Result<i32, HarnessError> {
         .iter()
         .flat_map(|p| scenarios.iter().map(move |s| (*p, s.clone())))
         .collect();
-    eprintln!(
-        "snapshots: {} scenarios × {} profiles{}",
-        scenarios.len(),
-        profiles.len(),
-        if args.repeat > 1 {
-            format!(", {} runs each", args.repeat)
-        } else {
-            String::new()
-        }
-    );
+    if !args.quiet {
+        eprintln!(
+            "snapshots: {} scenarios × {} profiles{}",
+            scenarios.len(),
+            profiles.len(),
+            if args.repeat > 1 {
+                format!(", {} runs each", args.repeat)
+            } else {
+                String::new()
+            }
+        );
+    }
     let color = std::io::stdout().is_terminal();
     let results = run_all(&pairs, args.repeat, args.jobs);
     let (mut same, mut changed, mut new, mut unstable, mut errors) = (0, 0, 0, 0, 0);

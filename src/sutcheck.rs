@@ -26,6 +26,9 @@ use serde_json::{json, Map, Value};
 
 #[derive(clap::Args)]
 pub struct SutCheckArgs {
+    /// `-q`: only the deviations and the verdict (set from the global flag).
+    #[arg(skip)]
+    pub quiet: bool,
     /// The adapter's command, as for `run --sut` (split like a shell, placeholders filled).
     command: String,
     /// How the SUT reaches the wire: fd (default), or kernel (a kernel adapter).
@@ -62,6 +65,7 @@ const A_UDP: u16 = 7001;
 
 pub fn sut_check(args: SutCheckArgs) -> Result<i32, HarnessError> {
     harness::lab::privileges::check()?;
+    let args_quiet = args.quiet;
     let command = SutSpec::split_command(&args.command)
         .map_err(|e| HarnessError::Usage(format!("sut-check: {e}")))?;
     let attach = Attach::parse(&args.attach).ok_or_else(|| {
@@ -126,6 +130,7 @@ pub fn sut_check(args: SutCheckArgs) -> Result<i32, HarnessError> {
         .collect();
     for (name, outcome) in &check.steps {
         match outcome {
+            Outcome::Ok(_) if args_quiet => {}
             Outcome::Ok(what) => println!("  ok    {name}: {what}"),
             Outcome::Deviation(what) => println!("  FAIL  {name}: {what}"),
             Outcome::NotDeclared(why) => println!("  --    {name}: not run ({why})"),

@@ -152,30 +152,6 @@ fn the_same_seed_gives_the_same_cases() {
 }
 
 #[test]
-fn missing_privileges_exit_2_with_one_line_naming_them() {
-    // Drop to nobody with no capabilities.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
-        .arg(bin())
-        .args(["run", "--cases", "1"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        stderr.contains("CAP_NET_ADMIN") && stderr.contains("sudo"),
-        "{stderr}"
-    );
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-}
-
-#[test]
 fn bad_arguments_exit_2() {
     for args in [
         &["run", "--suite", "nope"][..],

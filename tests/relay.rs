@@ -319,6 +319,9 @@ fn relay_seeds_are_per_case_and_replay_reproduces_the_drops() {
         confirm_runs: 0,
         html: false,
         offer: harness::backend::Offer::kernel(),
+        facilities: harness::lab::privileges::Facilities::all(),
+        partition: None,
+        fail_fast: false,
     };
     let runs: Mutex<Vec<CaseRun>> = Mutex::new(Vec::new());
     runner::run(&[prop], &opts, &|e| match e {

@@ -9,7 +9,7 @@
 //! - [`model`] — the reference model: generates meaningful programs and predicts what their outcomes must be.
 //! - [`lab`] — a lab is hosts plus a built link: `lab::hosts` (hosts `a`/`b` in anonymous network namespaces
 //!   on their own threads, sysctls and `--exec` commands per host, addresses; never imports `link`), netlink,
-//!   ethtool ioctl, the privilege check; `Lab::build` is the one place a link kind is chosen.
+//!   ethtool ioctl, privileges (rootless user namespace) and facilities (sysctls, TUN); `Lab::build` is the one place a link kind is chosen.
 //! - [`link`] — links that build themselves, one file each (`veth`, `relay`, `peer`) behind the
 //!   [`link::BuiltLink`] trait; packet ends, TUN devices and the relay's seeded impairments.
 //! - [`script`] — scripts for the scripted peer: crafted segments injected, b's answers matched in order.

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::HarnessError;
 use crate::frame::{Frame, Host};
 use crate::invariants::InvariantContext;
+use crate::lab::privileges::Facilities;
 use crate::lab::LabConfig;
 use crate::pipeline::{case_config, case_lab, case_trace, run_in_lab, Ran, Settle};
 use crate::property::{case_rng, case_seed, CaseEnv, Property, PropertyInfo, Verdict};
@@ -102,6 +103,8 @@ pub trait DynProperty: Send + Sync {
     fn size(&self, case: &serde_json::Value) -> Option<usize>;
     /// The link the case itself asks for ([`Property::lab_config`]); `Veth` means "the user's link".
     fn case_link(&self, case: &serde_json::Value) -> Option<crate::property::LinkKind>;
+    /// The lab settings the case itself asks for ([`Property::lab_config`]).
+    fn case_lab_config(&self, case: &serde_json::Value) -> Option<LabConfig>;
 }
 
 impl<P: Property> DynProperty for P {
@@ -134,6 +137,11 @@ impl<P: Property> DynProperty for P {
     fn case_link(&self, case: &serde_json::Value) -> Option<crate::property::LinkKind> {
         let c = serde_json::from_value::<P::Case>(case.clone()).ok()?;
         Some(self.lab_config(&c).link.kind())
+    }
+
+    fn case_lab_config(&self, case: &serde_json::Value) -> Option<LabConfig> {
+        let c = serde_json::from_value::<P::Case>(case.clone()).ok()?;
+        Some(self.lab_config(&c))
     }
 
     fn run_case_gated(&self, spec: &CaseSpec, gate: &CpuGate) -> CaseRun {
@@ -427,6 +435,65 @@ pub struct RunOptions {
     pub html: bool,
     /// What host b's backend offers; a property whose subject or needs it does not meet is skipped.
     pub offer: crate::backend::Offer,
+    /// What labs can do on this machine: a case needing a missing facility (writable sysctls, TUN) is
+    /// skipped with the reason.
+    pub facilities: Facilities,
+    /// Run only this shard of the cases (`--partition hash:K/N`).
+    pub partition: Option<Partition>,
+    /// Start no new case after the first that did not pass (`--fail-fast`).
+    pub fail_fast: bool,
+}
+
+/// `--partition hash:K/N`: shard K of N. A case (property × index) belongs to exactly one shard, chosen by a
+/// hash of its property id and index — not of the seed, and not of what else is selected — so the N shards
+/// of the same selection and seed are together exactly the unpartitioned run, whatever machine runs each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    /// 1-based.
+    pub shard: u64,
+    pub of: u64,
+}
+
+impl Partition {
+    /// `hash:K/N` with 1 ≤ K ≤ N.
+    pub fn parse(s: &str) -> Result<Partition, String> {
+        let bad = || format!("{s:?}: expected hash:K/N with 1 <= K <= N, e.g. hash:2/3");
+        let rest = s.strip_prefix("hash:").ok_or_else(bad)?;
+        let (k, n) = rest.split_once('/').ok_or_else(bad)?;
+        let (shard, of): (u64, u64) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if shard == 0 || of == 0 || shard > of {
+            return Err(bad());
+        }
+        Ok(Partition { shard, of })
+    }
+
+    /// True when case `index` of `property` is in this shard.
+    pub fn contains(&self, property: &str, index: u64) -> bool {
+        // FNV-1a 64 over "<id>#<index>", then splitmix64's finaliser so that neighbouring indices spread.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in property.bytes().chain([b'#']).chain(index.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        h % self.of == self.shard - 1
+    }
+
+    /// How many of a property's first `cases` cases are in this shard.
+    pub fn count(&self, property: &str, cases: u64) -> u64 {
+        (0..cases).filter(|&i| self.contains(property, i)).count() as u64
+    }
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "hash:{}/{}", self.shard, self.of)
+    }
 }
 
 impl RunOptions {
@@ -460,9 +527,13 @@ pub struct PropertyResult {
     /// Distinct pass notes with their counts (e.g. which close shapes were seen).
     pub notes: Vec<(String, u64)>,
     /// Why no case of the property ran: its subject or needs are not met by host b's backend
-    /// (`needs kernel TCP_INFO on b`). Its cases count as skipped, never as passed.
+    /// (`needs kernel TCP_INFO on b`), or, for the first case skipped, why this machine could not run it
+    /// (`needs a TUN device: …`). Skipped cases count as skipped, never as passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// The index of every case of this property that ran (or was skipped), ascending: what a shard covered.
+    #[serde(default)]
+    pub cases: Vec<u64>,
 }
 
 impl PropertyResult {
@@ -497,6 +568,24 @@ pub struct CaseProblem {
     pub shrink: Option<ShrinkReport>,
 }
 
+/// Why a case cannot run on this machine (a missing facility), judged from its lab settings before any lab.
+fn facility_unmet(
+    prop: &dyn DynProperty,
+    spec: &CaseSpec,
+    facilities: &Facilities,
+) -> Option<String> {
+    if facilities == &Facilities::all() {
+        return None;
+    }
+    let config = case_config(&spec.lab, prop.case_lab_config(&spec.case)?);
+    let needs_tun = config.sut.is_some()
+        || matches!(
+            config.link.kind(),
+            crate::link::LinkKind::Relay | crate::link::LinkKind::Peer
+        );
+    facilities.unmet(!config.sysctls.is_empty(), needs_tun)
+}
+
 /// The result of a whole run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
@@ -510,6 +599,12 @@ pub struct RunReport {
     #[serde(default)]
     pub peak_jobs: usize,
     pub interrupted: bool,
+    /// The shard this run was (`hash:K/N`), if partitioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// Cases never started because `--fail-fast` stopped the run after a case that did not pass.
+    #[serde(default)]
+    pub not_run: u64,
     pub properties: Vec<PropertyResult>,
     /// The drawn cases of the HTML report (only with [`RunOptions::html`]), in property and case order.
     #[serde(skip)]
@@ -588,12 +683,16 @@ pub fn run(
             })
         })
         .collect();
+    let in_shard = |id: &str, index: u64| opts.partition.is_none_or(|s| s.contains(id, index));
     let mut queue = VecDeque::new();
     // Round robin over the properties (case 0 of each, then case 1 of each, …): the slow ones — waiting on
     // 200 ms probe timers or a 40 ms relay — start at once instead of forming the run's tail.
     for index in 0..opts.cases {
         for (p, prop) in properties.iter().enumerate() {
             if unmet[p].is_some() {
+                continue;
+            }
+            if !in_shard(prop.info().id, index) {
                 continue;
             }
             let seed = case_seed(opts.seed, prop.info().id, index);
@@ -616,13 +715,22 @@ pub fn run(
                 questions: info.questions.iter().map(|s| s.to_string()).collect(),
                 pass: 0,
                 fail: 0,
-                skip: if unmet.is_some() { opts.cases } else { 0 },
+                skip: if unmet.is_some() {
+                    (0..opts.cases).filter(|&i| in_shard(info.id, i)).count() as u64
+                } else {
+                    0
+                },
                 invalid: 0,
                 error: 0,
                 duration_ms: 0,
                 problems: Vec::new(),
                 notes: Vec::new(),
                 skipped: unmet.clone(),
+                cases: if unmet.is_some() {
+                    (0..opts.cases).filter(|&i| in_shard(info.id, i)).collect()
+                } else {
+                    Vec::new()
+                },
             }
         })
         .collect();
@@ -637,13 +745,24 @@ pub fn run(
     let workers = opts.jobs.max(1).min(total.max(1));
     let admission = Arc::new(Admission::new(Admission::default_floor(), workers));
     let gate = Arc::new(CpuGate::new(crate::schedule::cores()));
+    // Set by --fail-fast after the first case that did not pass: no new case starts.
+    let stop = Arc::new(AtomicBool::new(false));
     for _ in 0..workers {
         let (queue, props, done_tx, opts) =
             (queue.clone(), props.clone(), done_tx.clone(), opts.clone());
-        let (shrunk_per_property, admission, gate) =
-            (shrunk_per_property.clone(), admission.clone(), gate.clone());
+        let (shrunk_per_property, admission, gate, stop) = (
+            shrunk_per_property.clone(),
+            admission.clone(),
+            gate.clone(),
+            stop.clone(),
+        );
         std::thread::spawn(move || loop {
-            if !admission.enter(&|| INTERRUPTED.load(Ordering::Relaxed)) {
+            let stopping = || INTERRUPTED.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
+            if !admission.enter(&stopping) {
+                return;
+            }
+            if stopping() {
+                admission.leave();
                 return;
             }
             let next = queue.lock().unwrap().pop_front();
@@ -660,7 +779,10 @@ pub fn run(
                 case: prop.generate(seed, family),
                 lab: case_lab(&opts.lab, seed),
             };
-            let mut run = prop.run_case_gated(&spec, &gate);
+            let mut run = match facility_unmet(prop, &spec, &opts.facilities) {
+                Some(reason) => skipped_run(&spec, reason),
+                None => prop.run_case_gated(&spec, &gate),
+            };
             rerun_invalid(prop, &spec, &gate, &mut run);
             let mut shrink = None;
             if matches!(run.status, CaseStatus::Fail { .. })
@@ -718,6 +840,14 @@ pub fn run(
         };
         finished += 1;
         let (p, mut run, files, write_error, shrink) = received;
+        if opts.fail_fast
+            && !matches!(
+                run.status,
+                CaseStatus::Pass { .. } | CaseStatus::Skip { .. }
+            )
+        {
+            stop.store(true, Ordering::SeqCst);
+        }
         if let Some(view) = run.view.take() {
             views.push((p, *view));
         }
@@ -730,6 +860,7 @@ pub fn run(
     for p in &mut results {
         p.problems.sort_by_key(|c| c.index);
         p.notes.sort();
+        p.cases.sort_unstable();
     }
     RunReport {
         netconform: env!("CARGO_PKG_VERSION").to_string(),
@@ -739,11 +870,31 @@ pub fn run(
         duration_ms: started.elapsed().as_millis() as u64,
         peak_jobs: admission.peak(),
         interrupted: INTERRUPTED.load(Ordering::Relaxed),
+        partition: opts.partition.map(|p| p.to_string()),
+        not_run: if stop.load(Ordering::Relaxed) {
+            (total - finished) as u64
+        } else {
+            0
+        },
         properties: results,
         views: {
             views.sort_by_key(|(p, v)| (*p, v.index));
             views.into_iter().map(|(_, v)| v).collect()
         },
+    }
+}
+
+/// A case not run because this machine lacks what it needs (`reason`).
+fn skipped_run(spec: &CaseSpec, reason: String) -> CaseRun {
+    CaseRun {
+        spec: spec.clone(),
+        description: String::new(),
+        status: CaseStatus::Skip { reason },
+        frames: Vec::new(),
+        trace_text: String::new(),
+        duration: Duration::ZERO,
+        drawing: Default::default(),
+        view: None,
     }
 }
 
@@ -790,6 +941,7 @@ fn record(
     shrink: Option<ShrinkReport>,
 ) {
     r.duration_ms += run.duration.as_millis() as u64;
+    r.cases.push(run.spec.index);
     match &run.status {
         CaseStatus::Pass { notes } => {
             r.pass += 1;
@@ -801,7 +953,10 @@ fn record(
             }
         }
         CaseStatus::Fail { .. } => r.fail += 1,
-        CaseStatus::Skip { .. } => r.skip += 1,
+        CaseStatus::Skip { reason } => {
+            r.skip += 1;
+            r.skipped.get_or_insert_with(|| reason.clone());
+        }
         CaseStatus::Invalid { .. } => r.invalid += 1,
         CaseStatus::Error { .. } => r.error += 1,
     }

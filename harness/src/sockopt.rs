@@ -62,10 +62,14 @@ impl Socket {
         self.set_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)
     }
 
-    /// SO_RCVBUFFORCE (socket(7)): SO_RCVBUF without the net.core.rmem_max clamp; needs CAP_NET_ADMIN (EPERM
-    /// otherwise).
+    /// SO_RCVBUFFORCE (socket(7)): SO_RCVBUF without the net.core.rmem_max clamp; needs CAP_NET_ADMIN in the
+    /// initial user namespace. Rootless (a lab in a user namespace of its own: EPERM) it falls back to
+    /// SO_RCVBUF, clamped to the global net.core.rmem_max.
     pub fn set_rcvbuf_force(&self, bytes: i32) -> SockResult<()> {
-        self.set_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes)
+        match self.set_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes) {
+            Err(e) if e.0 == libc::EPERM => self.set_rcvbuf(bytes),
+            other => other,
+        }
     }
 
     /// SO_RCVBUF read back: the receive buffer the kernel set, in bytes of truesize it will charge.

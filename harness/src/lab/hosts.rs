@@ -312,6 +312,11 @@ fn write_sysctl(host: Host, key: &str, value: &str) -> Result<()> {
 }
 
 fn apply_defaults(host: Host) -> Result<()> {
+    // With a read-only /proc/sys (accepted by the run: harness/src/lab/privileges.rs) the namespace keeps
+    // its own defaults; every lab is fresh, so only a case's own later connections could see cached metrics.
+    if crate::lab::privileges::sysctls_read_only() {
+        return Ok(());
+    }
     for (k, v) in LAB_DEFAULT_SYSCTLS {
         write_sysctl(host, k, v)?;
     }

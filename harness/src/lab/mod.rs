@@ -18,7 +18,8 @@
 //! - [`nsfd`] — namespaces held by descriptors, and the namespace a socket lives in (`SIOCGSKNS`).
 //! - [`netlink`] — a small hand-written rtnetlink client: links, addresses, routes, neighbours.
 //! - [`ethtool`] — offloads off through the ethtool ioctl.
-//! - [`privileges`] — what the process needs before any lab is built, checked up front.
+//! - [`privileges`] — what the process needs before any lab is built, checked up front: capabilities or a
+//!   user namespace of its own (rootless), and the facilities a lab may lack (writable sysctls, TUN).
 
 pub mod ethtool;
 pub mod hosts;

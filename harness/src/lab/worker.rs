@@ -135,8 +135,14 @@ impl HostWorker {
                         HarnessError::lab(format!("dup namespace fd of {}", host.name()), e)
                     })
                 });
+                // A failed start ends the thread: `Starting::finish` joins it while still holding the job
+                // sender, so waiting for jobs here would hang both.
+                let failed = answer.is_err();
                 let _ = ready_tx.send(answer);
                 drop(ready_tx);
+                if failed {
+                    return;
+                }
                 while let Ok(job) = jobs_rx.recv() {
                     job();
                 }

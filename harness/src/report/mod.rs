@@ -156,12 +156,25 @@ fn footer(s: &mut String, report: &RunReport) {
         .sum();
     let _ = writeln!(
         s,
-        "\n{} cases of {} properties in {:.2}s wall (up to {} at once), seed {}{}",
+        "\n{} cases of {} properties in {:.2}s wall (up to {} at once), seed {}{}{}{}",
         total,
         report.properties.len(),
         report.duration_ms as f64 / 1000.0,
         report.peak_jobs,
         report.seed,
+        report
+            .partition
+            .as_ref()
+            .map(|p| format!(", partition {p}"))
+            .unwrap_or_default(),
+        if report.not_run > 0 {
+            format!(
+                " — stopped by --fail-fast, {} case(s) not run",
+                report.not_run
+            )
+        } else {
+            String::new()
+        },
         if report.interrupted {
             " — INTERRUPTED (partial results)"
         } else {
