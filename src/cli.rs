@@ -308,11 +308,12 @@ fn list(json: bool, markdown: bool) {
     let mut out = std::io::stdout().lock();
     let mut text = String::new();
     let props = suites::all();
-    // The invariants run on every TCP case of every suite; they are listed like properties.
+    // The invariants run on every TCP case (validity: every frame) of every suite; listed like properties.
     let infos: Vec<harness::property::PropertyInfo> = props
         .iter()
         .map(|p| p.info())
         .chain(harness::invariants::INFO)
+        .chain(harness::validity::infos())
         .collect();
     if json {
         let v: Vec<serde_json::Value> = infos

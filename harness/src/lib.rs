@@ -30,6 +30,7 @@
 //! - [`wire`] — zero-copy packet views with checked constructors and owned reprs; wrap-aware `SeqNumber`.
 //! - [`trace`] — frames grouped into conversations, relative seq/ack, roles, canonical lines, labels.
 //! - [`invariants`] — the four TCP invariants checked on every conversation of every case.
+//! - [`validity`] — wire validity of every frame (checksums, lengths, options, MSS, flags), in runs and offline.
 //! - [`pcapng`] — pcapng writer (ns resolution, direction, comments) and pcap/pcapng reader.
 //! - [`pipeline`] — one run in a fresh lab, written once for the runner, snapshots and bench: a case's lab
 //!   settings, build and capture (in a CPU slot), execute, settle, stop the capture (in a CPU slot), the trace.
@@ -69,6 +70,7 @@ pub mod sock;
 pub mod sockopt;
 pub mod sut;
 pub mod trace;
+pub mod validity;
 pub mod verdict;
 pub mod wire;
 
