@@ -31,6 +31,7 @@
 //! - [`trace`] — frames grouped into conversations, relative seq/ack, roles, canonical lines, labels.
 //! - [`invariants`] — the four TCP invariants checked on every conversation of every case.
 //! - [`validity`] — wire validity of every frame (checksums, lengths, options, MSS, flags), in runs and offline.
+//! - [`offline`] — the offline judge of `netconform check`: wire-observable properties over any capture.
 //! - [`pcapng`] — pcapng writer (ns resolution, direction, comments) and pcap/pcapng reader.
 //! - [`pipeline`] — one run in a fresh lab, written once for the runner, snapshots and bench: a case's lab
 //!   settings, build and capture (in a CPU slot), execute, settle, stop the capture (in a CPU slot), the trace.
@@ -56,6 +57,7 @@ pub mod invariants;
 pub mod lab;
 pub mod link;
 pub mod model;
+pub mod offline;
 pub mod ops;
 pub mod pcapng;
 pub mod pipeline;
