@@ -5,6 +5,7 @@
 //! saying what is missing and how to fix it.
 
 mod bench;
+mod check;
 mod cli;
 mod snapshots;
 mod sutcheck;
