@@ -1929,6 +1929,32 @@ mod tests {
     }
 
     #[test]
+    fn interface_statistics_drops_become_a_warning_with_the_largest_count() {
+        let ip = raw_ip_packet();
+        let mut b = Builder::new(false);
+        b.shb(None).idb(LINKTYPE_RAW, 0, None).epb(0, 1, &ip, None);
+        for (ifdrop, osdrop) in [(2u64, 1u64), (5, 2)] {
+            let mut body = vec![0u8; 12];
+            b.option(&mut body, ISB_IFDROP, &ifdrop.to_le_bytes());
+            b.option(&mut body, ISB_OSDROP, &osdrop.to_le_bytes());
+            b.block(BT_ISB, &body);
+        }
+        let capture = Capture::from_bytes(&b.buf).unwrap();
+        assert_eq!(capture.records[0].original_len, ip.len() as u32);
+        assert_eq!(
+            capture.warnings,
+            [CaptureWarning {
+                interface: 0,
+                kind: WarningKind::Dropped,
+                frames: 7
+            }]
+        );
+        assert!(capture.warnings[0]
+            .to_string()
+            .contains("dropped 7 frame(s)"));
+    }
+
+    #[test]
     fn reads_simple_packet_blocks_and_skips_unknown_blocks() {
         let ip = raw_ip_packet();
         let mut b = Builder::new(false);
