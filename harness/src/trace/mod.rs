@@ -14,7 +14,8 @@
 //!
 //! Labels follow Wireshark's expert info but are correct for Linux: a zero-window probe is a segment without
 //! payload at SND.UNA−1 (or 1 byte at SND.UNA) while the peer's window is zero; the same shape while the window
-//! is open is a keep-alive.
+//! is open is a keep-alive. Where and why they differ from tshark's expert analysis is written down in
+//! `harness/src/trace/labels.rs` ("Where tshark differs") and tested against tshark in `tests/labels.rs`.
 
 mod labels;
 
