@@ -297,8 +297,11 @@ fn execute_and_check<P: Property>(
             offline: None,
         },
     );
-    if let Some(v) = validity_violation(validity.findings, &verdict) {
-        verdict = Verdict::Fail { violation: v };
+    // A skipped or invalid case stays so: its evidence is not judged.
+    if matches!(verdict, Verdict::Pass { .. } | Verdict::Fail { .. }) {
+        if let Some(v) = validity_violation(validity.findings, &verdict) {
+            verdict = Verdict::Fail { violation: v };
+        }
     }
     if let Verdict::Pass { .. } = verdict {
         let ctx = InvariantContext {

@@ -431,3 +431,33 @@ fn only_the_judged_hosts_frames_are_checked() {
     };
     assert!(check(&f, &trace, &ctx).findings.is_empty());
 }
+
+/// Throughput of the validity rules alone (the trace is built beforehand): `cargo test --release -p harness
+/// --lib validity_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn validity_throughput() {
+    let mut f = handshake();
+    let mut seq = 1u32;
+    for k in 0..20_000u32 {
+        f.push(seg(true, ".", seq, 101, 488, vec![ts(3 + k, 7 + k)]));
+        f.push(seg(false, ".", 101, seq + 488, 0, vec![ts(8 + k, 3 + k)]));
+        seq += 488;
+    }
+    let hosts = HostAddrs::new(vec![(IpAddr::V4(A), Host::A), (IpAddr::V4(B), Host::B)]);
+    let trace = Trace::build(&f, &hosts, Some(0));
+    let ctx = ValidityContext {
+        capture_host: Some(Host::A),
+        ..Default::default()
+    };
+    let start = std::time::Instant::now();
+    let r = check(&f, &trace, &ctx);
+    let secs = start.elapsed().as_secs_f64();
+    assert!(r.findings.is_empty(), "{:?}", r.findings.first());
+    println!(
+        "validity: {} frames in {:.1} ms, {:.2} M frames/s",
+        f.len(),
+        secs * 1e3,
+        f.len() as f64 / secs / 1e6
+    );
+}
