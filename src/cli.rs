@@ -59,16 +59,9 @@ enum Command {
     },
     /// Print the canonical trace of a pcap or pcapng file (roles by first talker: A, then B).
     Trace { file: PathBuf },
-    /// Check any pcap/pcapng capture offline against the TCP invariants (e.g. a capture from a real lab).
-    Check {
-        file: PathBuf,
-        /// Print the canonical trace too.
-        #[arg(long)]
-        trace: bool,
-        /// Also write a self-contained HTML report (ladder diagram, time-sequence graph, findings).
-        #[arg(long)]
-        html: Option<PathBuf>,
-    },
+    /// Judge any pcap/pcapng capture offline: wire validity of every frame, the TCP invariants and every
+    /// wire-observable property, each pass / fail / not applicable (e.g. a capture from a real lab).
+    Check(crate::check::CheckArgs),
     /// Measure lab setup+teardown time and cases/s of each property (targets: see README).
     Bench(crate::bench::BenchArgs),
     /// Run the named scenarios and compare them with snapshots/<profile>/ (--update rewrites them).
@@ -322,7 +315,7 @@ pub fn main() -> Result<i32, HarnessError> {
         Command::Run(args) => run(*args, verbosity),
         Command::Replay { file, out, html } => replay(file, out, html, verbosity),
         Command::Trace { file } => trace(file),
-        Command::Check { file, trace, html } => check(file, trace, html),
+        Command::Check(args) => crate::check::check(args),
         Command::Snapshot(mut args) => {
             harness::lab::privileges::check()?;
             args.quiet = verbosity == Verbosity::Quiet;
@@ -350,11 +343,12 @@ fn list(json: bool, markdown: bool) {
     let mut out = std::io::stdout().lock();
     let mut text = String::new();
     let props = suites::all();
-    // The invariants run on every TCP case of every suite; they are listed like properties.
+    // The invariants run on every TCP case (validity: every frame) of every suite; listed like properties.
     let infos: Vec<harness::property::PropertyInfo> = props
         .iter()
         .map(|p| p.info())
         .chain(harness::invariants::INFO)
+        .chain(harness::validity::infos())
         .collect();
     if json {
         let v: Vec<serde_json::Value> = infos
@@ -962,70 +956,4 @@ fn trace(file: PathBuf) -> Result<i32, HarnessError> {
     let trace = harness::trace::Trace::build(&frames, &hosts, None);
     print!("{}", trace.render());
     Ok(0)
-}
-
-/// Offline check: the TCP invariants over every conversation of a capture. Frames from the first talker's
-/// host are not assumed to be in send order (the capture point is unknown), so only order-free rules apply.
-fn check(file: PathBuf, show_trace: bool, html: Option<PathBuf>) -> Result<i32, HarnessError> {
-    let records = harness::pcapng::read_capture(&file)
-        .map_err(|e| HarnessError::Usage(format!("{}: {e}", file.display())))?;
-    let frames: Vec<harness::frame::Frame> = records.into_iter().map(|r| r.frame).collect();
-    let hosts = harness::trace::HostAddrs::by_first_talker(&frames);
-    let trace = harness::trace::Trace::build(&frames, &hosts, None);
-    if show_trace {
-        print!("{}", trace.render());
-    }
-    let ctx = harness::invariants::InvariantContext {
-        capture_host: None,
-        rcvbuf_limit: [None, None],
-    };
-    let tcp = trace
-        .conversations
-        .iter()
-        .filter(|c| c.kind == harness::trace::ConversationKind::Tcp)
-        .count();
-    let findings = harness::invariants::check(&trace, &ctx);
-    println!(
-        "{}: {} frames, {} TCP conversation(s), {} finding(s)",
-        file.display(),
-        frames.len(),
-        tcp,
-        findings.len()
-    );
-    for (id, mut v) in findings.iter().cloned() {
-        v.context = harness::runner::context_lines(&trace, &v.frames);
-        println!("\nFAIL {id}: {v}");
-    }
-    if let Some(path) = &html {
-        // One drawing of the capture; its first finding is highlighted, every finding is listed.
-        let first = findings.first().map(|(id, v)| {
-            let mut v = v.clone();
-            v.summary = format!("[invariant {id}] {}", v.summary);
-            v
-        });
-        let detail: Vec<String> = findings
-            .iter()
-            .map(|(id, v)| format!("{id}: {v}"))
-            .collect();
-        let meta = harness::report::view::CaseMeta {
-            property: "check".into(),
-            suite: "check".into(),
-            description: format!(
-                "{} — the TCP invariants over every conversation",
-                file.display()
-            ),
-            status: if findings.is_empty() { "pass" } else { "fail" }.into(),
-            detail: detail.join("\n\n"),
-            pcap: Some(file.display().to_string()),
-            ..Default::default()
-        };
-        let view = harness::report::view::CaseView::build(meta, &trace, first.as_ref(), None);
-        harness::report::html::write_cases(
-            &format!("netconform check — {}", file.display()),
-            vec![("capture".into(), file.display().to_string())],
-            vec![view],
-            path,
-        )?;
-    }
-    Ok(if findings.is_empty() { 0 } else { 1 })
 }

@@ -6,6 +6,7 @@
 //! what is missing and how to fix it; 130 interrupted (SIGINT/SIGTERM), after partial reports.
 
 mod bench;
+mod check;
 mod cli;
 mod doctor;
 mod grade;

@@ -30,6 +30,8 @@
 //! - [`wire`] — zero-copy packet views with checked constructors and owned reprs; wrap-aware `SeqNumber`.
 //! - [`trace`] — frames grouped into conversations, relative seq/ack, roles, canonical lines, labels.
 //! - [`invariants`] — the four TCP invariants checked on every conversation of every case.
+//! - [`validity`] — wire validity of every frame (checksums, lengths, options, MSS, flags), in runs and offline.
+//! - [`offline`] — the offline judge of `netconform check`: wire-observable properties over any capture.
 //! - [`pcapng`] — pcapng writer (ns resolution, direction, comments) and pcap/pcapng reader.
 //! - [`pipeline`] — one run in a fresh lab, written once for the runner, snapshots and bench: a case's lab
 //!   settings, build and capture (in a CPU slot), execute, settle, stop the capture (in a CPU slot), the trace.
@@ -55,6 +57,7 @@ pub mod invariants;
 pub mod lab;
 pub mod link;
 pub mod model;
+pub mod offline;
 pub mod ops;
 pub mod pcapng;
 pub mod pipeline;
@@ -69,6 +72,7 @@ pub mod sock;
 pub mod sockopt;
 pub mod sut;
 pub mod trace;
+pub mod validity;
 pub mod verdict;
 pub mod wire;
 

@@ -412,6 +412,8 @@ pub struct CapturedRecord {
     pub direction: Option<Direction>,
     /// The block's `opt_comment`s, joined by newlines.
     pub comment: Option<String>,
+    /// The frame's length on the wire; more than `frame.data.len()` when the snaplen cut it.
+    pub original_len: u32,
 }
 
 /// The kind of file that was read.
@@ -452,6 +454,9 @@ pub enum WarningKind {
     Truncated,
     /// Kept: from a Simple Packet Block, which has no timestamp; `ts_ns` is 0.
     NoTimestamp,
+    /// Not in the file: the capture lost frames, as an Interface Statistics Block says (`isb_ifdrop` +
+    /// `isb_osdrop`, the largest count of the interface's blocks; `frames` is the count).
+    Dropped,
 }
 
 /// A counted warning about frames of one interface. Not an error: the rest of the file is read.
@@ -490,6 +495,11 @@ impl fmt::Display for CaptureWarning {
                 f,
                 "interface {interface}: {n} frame(s) from Simple Packet Blocks have no timestamp \
                  (set to 0)"
+            ),
+            WarningKind::Dropped => write!(
+                f,
+                "interface {interface}: the capture dropped {n} frame(s) (Interface Statistics \
+                 Block)"
             ),
         }
     }
@@ -892,6 +902,10 @@ struct Collector {
     warnings: BTreeMap<(u32, WarningKind), u64>,
 }
 
+/// `isb_ifdrop` and `isb_osdrop` (pcapng §4.6): frames dropped by the interface and by the capture.
+const ISB_IFDROP: u16 = 5;
+const ISB_OSDROP: u16 = 7;
+
 impl Collector {
     fn new() -> Collector {
         Collector {
@@ -925,6 +939,7 @@ impl Collector {
                     },
                     direction: packet.direction.or(decoded.direction),
                     comment: packet.comment,
+                    original_len: packet.original_len,
                 });
             }
             Err(kind) => self.warn(packet.interface, kind),
@@ -1116,6 +1131,7 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Capture, PcapError> {
                     BT_EPB => read_epb(&mut f, section, &mut out, false)?,
                     BT_PB => read_epb(&mut f, section, &mut out, true)?,
                     BT_SPB => read_spb(&mut f, section, &mut out)?,
+                    BT_ISB => read_isb(&mut f, section, &mut out)?,
                     _ => {} // §3.1: blocks a reader does not know are skipped.
                 }
             }
@@ -1197,6 +1213,30 @@ fn read_idb(
 }
 
 /// An Enhanced Packet Block, or with `obsolete` the Packet Block of the appendix.
+/// An Interface Statistics Block: its drop counters (cumulative, so the largest one counts).
+fn read_isb(f: &mut Fields<'_>, section: &Section, out: &mut Collector) -> Result<(), PcapError> {
+    let start = f.offset();
+    let id = f.u32("interface ID")?;
+    f.u32("timestamp (upper)")?;
+    f.u32("timestamp (lower)")?;
+    let mut dropped = 0u64;
+    for option in f.options()? {
+        if option.code == ISB_IFDROP || option.code == ISB_OSDROP {
+            let v = f.endian.u64(option.fixed::<8>(f.block, "isb drop count")?);
+            dropped = dropped.saturating_add(v);
+        }
+    }
+    let interface = section.interface(id, f, start)?.index;
+    if dropped > 0 {
+        let e = out
+            .warnings
+            .entry((interface, WarningKind::Dropped))
+            .or_insert(0);
+        *e = (*e).max(dropped);
+    }
+    Ok(())
+}
+
 fn read_epb(
     f: &mut Fields<'_>,
     section: &Section,
@@ -1916,6 +1956,32 @@ mod tests {
         assert_eq!(r[0].frame.ts_ns, 1_000_001_000);
         assert_eq!(r[1].frame.ts_ns, 100_000_002_000);
         assert_eq!(r[1].direction, None);
+    }
+
+    #[test]
+    fn interface_statistics_drops_become_a_warning_with_the_largest_count() {
+        let ip = raw_ip_packet();
+        let mut b = Builder::new(false);
+        b.shb(None).idb(LINKTYPE_RAW, 0, None).epb(0, 1, &ip, None);
+        for (ifdrop, osdrop) in [(2u64, 1u64), (5, 2)] {
+            let mut body = vec![0u8; 12];
+            b.option(&mut body, ISB_IFDROP, &ifdrop.to_le_bytes());
+            b.option(&mut body, ISB_OSDROP, &osdrop.to_le_bytes());
+            b.block(BT_ISB, &body);
+        }
+        let capture = Capture::from_bytes(&b.buf).unwrap();
+        assert_eq!(capture.records[0].original_len, ip.len() as u32);
+        assert_eq!(
+            capture.warnings,
+            [CaptureWarning {
+                interface: 0,
+                kind: WarningKind::Dropped,
+                frames: 7
+            }]
+        );
+        assert!(capture.warnings[0]
+            .to_string()
+            .contains("dropped 7 frame(s)"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::property::{case_rng, case_seed, CaseEnv, Property, PropertyInfo, Verd
 use crate::schedule::{Admission, CpuGate};
 use crate::sock::Family;
 use crate::trace::Trace;
+use crate::verdict::Violation;
 
 /// A case, fully determined: what a case file holds and what `replay` re-runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -289,6 +290,27 @@ fn execute_and_check<P: Property>(
         ));
     }
     let mut verdict = prop.check(case, &observed, &trace);
+    // Wire validity of every frame of the judged hosts (`crate::validity`): a malformed frame leads the
+    // verdict, since it can explain any later finding; the property's own failure is kept in the summary.
+    let judged = match prop.info().subject {
+        crate::property::Subject::B => vec![Host::B],
+        crate::property::Subject::A | crate::property::Subject::Both => vec![Host::A, Host::B],
+    };
+    let validity = crate::validity::check(
+        &captured.frames,
+        &trace,
+        &crate::validity::ValidityContext {
+            capture_host: Some(Host::A),
+            judged: Some(judged),
+            offline: None,
+        },
+    );
+    // A skipped or invalid case stays so: its evidence is not judged.
+    if matches!(verdict, Verdict::Pass { .. } | Verdict::Fail { .. }) {
+        if let Some(v) = validity_violation(validity.findings, &verdict) {
+            verdict = Verdict::Fail { violation: v };
+        }
+    }
     if let Verdict::Pass { .. } = verdict {
         let ctx = InvariantContext {
             capture_host: Some(Host::A),
@@ -311,6 +333,27 @@ fn execute_and_check<P: Property>(
         Verdict::Invalid { reason } => CaseStatus::Invalid { reason },
     };
     Ok((status, captured.frames, trace_text, drawing))
+}
+
+/// The first validity finding as the case's violation (`[invariant ID] …`), counting the others and keeping
+/// the property's own failure, if any, in the summary; `None` when every frame was valid.
+pub fn validity_violation(
+    findings: Vec<(&'static str, Violation)>,
+    verdict: &Verdict,
+) -> Option<Violation> {
+    let total = findings.len();
+    let (id, mut v) = findings.into_iter().next()?;
+    v.summary = format!("[invariant {id}] {}", v.summary);
+    if total > 1 {
+        v.summary = format!("{} (and {} more invalid frame(s))", v.summary, total - 1);
+    }
+    if let Verdict::Fail { violation } = verdict {
+        v.summary = format!(
+            "{}; the property's own check: {}",
+            v.summary, violation.summary
+        );
+    }
+    Some(v)
 }
 
 /// Canonical lines around the frames a violation names (three before, three after), or the whole trace

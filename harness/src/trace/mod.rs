@@ -14,7 +14,8 @@
 //!
 //! Labels follow Wireshark's expert info but are correct for Linux: a zero-window probe is a segment without
 //! payload at SND.UNA−1 (or 1 byte at SND.UNA) while the peer's window is zero; the same shape while the window
-//! is open is a keep-alive.
+//! is open is a keep-alive. Where and why they differ from tshark's expert analysis is written down in
+//! `harness/src/trace/labels.rs` ("Where tshark differs") and tested against tshark in `tests/labels.rs`.
 
 mod labels;
 
@@ -399,7 +400,11 @@ impl Trace {
             Network::Ipv4 { transport, .. } | Network::Ipv6 { transport, .. } => {
                 let v6 = matches!(p.net, Network::Ipv6 { .. });
                 match transport {
-                    Transport::Tcp { repr, .. } => self.tcp_line(&dir, f, repr),
+                    Transport::Tcp {
+                        repr,
+                        options_error,
+                        ..
+                    } => self.tcp_line(&dir, f, repr, options_error.is_some()),
                     Transport::Udp { payload, .. } => format!("{dir}  udp {}", payload.len()),
                     Transport::Icmpv4(r) | Transport::Icmpv6(r) => {
                         let mut s = format!("{dir}  icmp {}", r.name(v6));
@@ -438,7 +443,8 @@ impl Trace {
         }
     }
 
-    fn tcp_line(&self, dir: &str, f: &TraceFrame, t: &TcpRepr) -> String {
+    /// `malformed`: the options area has a malformed option after the ones listed (shown as `malformed`).
+    fn tcp_line(&self, dir: &str, f: &TraceFrame, t: &TcpRepr, malformed: bool) -> String {
         let seq = f.rel_seq.unwrap_or(t.seq.0);
         let mut s = format!(
             "{dir}  {:<2} {}:{}({})",
@@ -451,7 +457,7 @@ impl Trace {
             let _ = write!(s, " ack {}", f.rel_ack.unwrap_or(t.ack.0));
         }
         let _ = write!(s, " win {}", t.window);
-        if !t.options.is_empty() {
+        if !t.options.is_empty() || malformed {
             let ack_base = f
                 .conversation
                 .zip(f.direction)
@@ -478,6 +484,7 @@ impl Trace {
                         format!("opt-{kind} len {}", data.len() + 2)
                     }
                 })
+                .chain(malformed.then(|| "malformed".to_string()))
                 .collect();
             let _ = write!(s, " <{}>", opts.join(","));
         }

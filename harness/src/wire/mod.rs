@@ -134,6 +134,9 @@ pub enum Transport {
         repr: TcpRepr,
         checksum: ChecksumStatus,
         payload: Vec<u8>,
+        /// A malformed options area: `repr.options` holds the options before the fault
+        /// ([`TcpOption::parse_prefix`]).
+        options_error: Option<WireError>,
     },
     Udp {
         repr: UdpRepr,
@@ -243,10 +246,12 @@ fn transport(
     Ok(match protocol {
         ip::PROTO_TCP => {
             let p = TcpPacket::new_checked(b)?;
+            let (repr, options_error) = TcpRepr::parse_lenient(&p);
             Transport::Tcp {
-                repr: TcpRepr::parse(&p)?,
+                repr,
                 checksum: status(p.verify_checksum(src, dst)),
                 payload: p.payload().to_vec(),
+                options_error,
             }
         }
         ip::PROTO_UDP => {

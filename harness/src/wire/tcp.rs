@@ -96,8 +96,24 @@ pub enum TcpOption {
 
 impl TcpOption {
     /// Walks an options area. EOL ends the walk (the rest is padding).
-    pub fn parse_all(mut b: &[u8]) -> Result<Vec<TcpOption>, WireError> {
+    pub fn parse_all(b: &[u8]) -> Result<Vec<TcpOption>, WireError> {
+        match TcpOption::parse_prefix(b) {
+            (options, None) => Ok(options),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    /// Walks an options area as far as it is well formed: the options before the first malformed one, and
+    /// the error that stopped the walk (if any). A receiver such as Linux's `tcp_parse_options` also stops
+    /// at a malformed option and keeps the segment; the trace does the same so that the segment is still
+    /// numbered and labelled, and `crate::validity` reports the option.
+    pub fn parse_prefix(b: &[u8]) -> (Vec<TcpOption>, Option<WireError>) {
         let mut out = Vec::new();
+        let error = TcpOption::walk(b, &mut out).err();
+        (out, error)
+    }
+
+    fn walk(mut b: &[u8], out: &mut Vec<TcpOption>) -> Result<(), WireError> {
         while let Some(&kind) = b.first() {
             match kind {
                 0 => {
@@ -177,7 +193,7 @@ impl TcpOption {
             out.push(opt);
             b = &b[len..];
         }
-        Ok(out)
+        Ok(())
     }
 
     fn emit(&self, out: &mut Vec<u8>) {
@@ -306,6 +322,24 @@ impl TcpRepr {
             options: p.options()?,
             payload_len: p.payload().len(),
         })
+    }
+
+    /// Like [`TcpRepr::parse`], but a malformed options area keeps the options before the fault and returns
+    /// the fault beside the repr (see [`TcpOption::parse_prefix`]).
+    pub fn parse_lenient<T: AsRef<[u8]>>(p: &TcpPacket<T>) -> (TcpRepr, Option<WireError>) {
+        let (options, error) = TcpOption::parse_prefix(&p.b()[field::MIN_HEADER..p.header_len()]);
+        let repr = TcpRepr {
+            src_port: p.src_port(),
+            dst_port: p.dst_port(),
+            seq: p.seq_number(),
+            ack: p.ack_number(),
+            flags: p.flags(),
+            window: p.window_len(),
+            urgent: p.urgent(),
+            options,
+            payload_len: p.payload().len(),
+        };
+        (repr, error)
     }
 
     /// SEG.LEN (RFC 9293 §3.4): payload plus one for SYN and one for FIN.
