@@ -11,13 +11,15 @@ use super::common::{crash_violation, from_a, session, stream, Sessions, STDIO, M
 ///
 /// A stdio SUT runs until its conversation is over and then exits with status 0 (or is ended by netconform,
 /// which is not a failure): exiting with another status or by a signal is a crash (the contract's failure
-/// semantics), whoever closed first. Cases: 0–8 KB each way; a closes first, the SUT closes first, or both
-/// send at once. The violation carries the tail of the SUT's stderr and, when a closed first, a's FIN.
+/// semantics), whoever closed first. Each case runs the SUT twice with 0–8 KB each way: once a closes first,
+/// once the SUT does (or both send at once). The violation carries the tail of the SUT's stderr and, when a
+/// closed first, a's FIN.
 pub struct NoCrash;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NoCrashCase {
-    pub first: FirstClose,
+    /// How the second run closes (the first always has a close first).
+    pub second: FirstClose,
     pub sut_bytes: usize,
     pub a_bytes: usize,
     pub seed: u64,
@@ -42,10 +44,10 @@ impl Property for NoCrash {
     fn generate(&self, rng: &mut CaseRng, _family: Family) -> Self::Case {
         use rand::Rng;
         NoCrashCase {
-            first: match rng.gen_range(0..3) {
-                0 => FirstClose::A,
-                1 => FirstClose::Sut,
-                _ => FirstClose::Both,
+            second: if rng.gen_bool(0.5) {
+                FirstClose::Sut
+            } else {
+                FirstClose::Both
             },
             sut_bytes: rng.gen_range(0..=8000),
             a_bytes: rng.gen_range(0..=8000),
@@ -55,8 +57,8 @@ impl Property for NoCrash {
 
     fn describe(&self, c: &Self::Case) -> String {
         format!(
-            "{} closes first; the SUT sends {} B, a {} B",
-            match c.first {
+            "two runs: a closes first, then {} closes first; the SUT sends {} B, a {} B",
+            match c.second {
                 FirstClose::A => "a",
                 FirstClose::Sut => "the SUT",
                 FirstClose::Both => "whoever finishes",
@@ -67,29 +69,43 @@ impl Property for NoCrash {
     }
 
     fn execute(&self, c: &Self::Case, env: &CaseEnv) -> Result<Self::Observed, HarnessError> {
-        let plan = Plan::exchange(
-            stream(c.seed, 1, c.sut_bytes),
-            stream(c.seed, 2, c.a_bytes),
-            c.first,
-        );
-        Ok(vec![session(env, &plan)?])
+        let mut runs = Vec::new();
+        for first in [FirstClose::A, c.second] {
+            let plan = Plan::exchange(
+                stream(c.seed, 1, c.sut_bytes),
+                stream(c.seed, 2, c.a_bytes),
+                first,
+            );
+            runs.push(session(env, &plan)?);
+        }
+        Ok(runs)
     }
 
     fn check(&self, c: &Self::Case, observed: &Self::Observed, trace: &Trace) -> Verdict {
-        let s = &observed[0];
         let mut f = Findings::default();
-        if let Some(how) = s.crash() {
-            let mut v = crash_violation(s, &how);
-            if c.first == FirstClose::A {
-                v.summary = "SUT crashed after its peer closed first".into();
-                v = v.frames(from_a(trace).find(|(_, t)| t.flags.fin).map(|(fr, _)| fr.number));
+        for (run, (s, first)) in observed.iter().zip([FirstClose::A, c.second]).enumerate() {
+            if let Some(how) = s.crash() {
+                let mut v = crash_violation(s, &how);
+                if first == FirstClose::A {
+                    v.summary = "SUT crashed after its peer closed first".into();
+                    // a's first FIN is the first run's.
+                    v = v.frames(
+                        from_a(trace)
+                            .find(|(_, t)| t.flags.fin)
+                            .map(|(fr, _)| fr.number),
+                    );
+                }
+                f.push(v);
             }
-            f.push(v);
+            f.note(format!(
+                "run {}: {}",
+                run + 1,
+                match s.ending {
+                    harness::sut::stdio::Ending::Exited(_) => "the SUT exited by itself",
+                    harness::sut::stdio::Ending::Ended => "the SUT was ended after the conversation",
+                }
+            ));
         }
-        f.note(match s.ending {
-            harness::sut::stdio::Ending::Exited(_) => "the SUT exited by itself",
-            harness::sut::stdio::Ending::Ended => "the SUT was ended after the conversation",
-        });
         f.verdict()
     }
 }
