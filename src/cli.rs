@@ -287,7 +287,9 @@ fn stdio_options(
 ) -> Result<harness::sut::SutSpec, HarnessError> {
     if let Some(dev) = &args.sut_dev {
         spec.attach = harness::sut::Attach::parse(&format!("tun:{dev}")).ok_or_else(|| {
-            HarnessError::Usage(format!("--sut-dev {dev:?}: a device name of 1 to 15 characters"))
+            HarnessError::Usage(format!(
+                "--sut-dev {dev:?}: a device name of 1 to 15 characters"
+            ))
         })?;
     }
     match args.sut_mode {
@@ -568,54 +570,54 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
             harness::backend::Offer::stdio(format!("stdio SUT {command}"))
         } else {
             match harness::sut::process::probe(&spec) {
-            Ok(hello) => {
-                if !hello.ipv6() {
-                    families.retain(|f| *f == Family::Ipv4);
-                    if families.is_empty() {
-                        return Err(HarnessError::Usage(format!(
-                            "--family ipv6: the SUT ({}) declares only {:?}",
-                            hello.stack, hello.families
-                        )));
+                Ok(hello) => {
+                    if !hello.ipv6() {
+                        families.retain(|f| *f == Family::Ipv4);
+                        if families.is_empty() {
+                            return Err(HarnessError::Usage(format!(
+                                "--family ipv6: the SUT ({}) declares only {:?}",
+                                hello.stack, hello.families
+                            )));
+                        }
+                    }
+                    eprintln!(
+                        "sut: {} ({}), attachment {}, caps {}",
+                        hello.stack,
+                        hello.families.join("+"),
+                        args.attach,
+                        hello
+                            .caps
+                            .iter()
+                            .map(|c| c.name())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                    harness::backend::Offer {
+                        backend: hello.stack.clone(),
+                        kernel: false,
+                        caps: hello.caps.clone(),
+                        ipv6: hello.ipv6(),
                     }
                 }
-                eprintln!(
-                    "sut: {} ({}), attachment {}, caps {}",
-                    hello.stack,
-                    hello.families.join("+"),
-                    args.attach,
-                    hello
-                        .caps
-                        .iter()
-                        .map(|c| c.name())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
-                harness::backend::Offer {
-                    backend: hello.stack.clone(),
-                    kernel: false,
-                    caps: hello.caps.clone(),
-                    ipv6: hello.ipv6(),
-                }
-            }
-            // Every case starts the SUT again: each reports what went wrong, as its own result. The run
-            // assumes the least the contract lets a SUT offer (TCP over IPv4).
-            Err(HarnessError::Sut(f)) => {
-                eprintln!(
-                    "sut: the SUT failed before any case ({f}); each case will report it \
+                // Every case starts the SUT again: each reports what went wrong, as its own result. The run
+                // assumes the least the contract lets a SUT offer (TCP over IPv4).
+                Err(HarnessError::Sut(f)) => {
+                    eprintln!(
+                        "sut: the SUT failed before any case ({f}); each case will report it \
                      (debug the adapter with `netconform sut-check {command}`)"
-                );
-                families.retain(|f| *f == Family::Ipv4);
-                if families.is_empty() {
-                    families.push(Family::Ipv4);
+                    );
+                    families.retain(|f| *f == Family::Ipv4);
+                    if families.is_empty() {
+                        families.push(Family::Ipv4);
+                    }
+                    harness::backend::Offer {
+                        backend: "a SUT that did not say hello".into(),
+                        kernel: false,
+                        caps: vec![harness::backend::Cap::Tcp],
+                        ipv6: false,
+                    }
                 }
-                harness::backend::Offer {
-                    backend: "a SUT that did not say hello".into(),
-                    kernel: false,
-                    caps: vec![harness::backend::Cap::Tcp],
-                    ipv6: false,
-                }
-            }
-            Err(other) => return Err(other),
+                Err(other) => return Err(other),
             }
         };
         lab.sut = Some(spec);

@@ -41,8 +41,21 @@ fn run_stdio(name: &str, sut: &str, extra: &[&str]) -> (i32, Value, String) {
     let (j, o) = (json.to_string_lossy(), dir.join("out"));
     let o = o.to_string_lossy();
     let mut args = vec![
-        "run", "--suite", "stdio", "--cases", "3", "--seed", "19", "--sut", sut, "--sut-mode",
-        "stdio", "--json", &j, "--out", &o,
+        "run",
+        "--suite",
+        "stdio",
+        "--cases",
+        "3",
+        "--seed",
+        "19",
+        "--sut",
+        sut,
+        "--sut-mode",
+        "stdio",
+        "--json",
+        &j,
+        "--out",
+        &o,
     ];
     args.extend(extra);
     let out = netconform(&args);
@@ -94,7 +107,10 @@ fn the_broken_stdio_sut_is_reported_with_each_of_its_faults() {
     }
     // Each fault, by the property that names it: every case finds it.
     for (id, finding) in [
-        ("stdio.sut.no_crash", "SUT crashed after its peer closed first"),
+        (
+            "stdio.sut.no_crash",
+            "SUT crashed after its peer closed first",
+        ),
         (
             "stdio.isn.varies",
             "the SUT's initial sequence number is the same for two connections",
@@ -106,9 +122,15 @@ fn the_broken_stdio_sut_is_reported_with_each_of_its_faults() {
     ] {
         let p = property(&report, id);
         assert_eq!(count(p, "fail"), 3, "{id} must fail every case:\n{out}");
-        assert!(out.contains(finding), "{id}: {finding:?} not reported:\n{out}");
+        assert!(
+            out.contains(finding),
+            "{id}: {finding:?} not reported:\n{out}"
+        );
     }
-    assert!(out.contains("actual:   0 and 0"), "the ISNs are named:\n{out}");
+    assert!(
+        out.contains("actual:   0 and 0"),
+        "the ISNs are named:\n{out}"
+    );
     assert!(
         out.contains("SUT stderr: RuntimeError: the peer closed first"),
         "the crash quotes the SUT's stderr:\n{out}"
@@ -129,11 +151,25 @@ fn the_fixed_stdio_sut_passes_as_server_and_client_over_tun_and_fd() {
     for (name, extra) in [
         (
             "stdio-fixed-server-tun",
-            ["--sut-role", "server", "--sut-port", "5001", "--sut-dev", "tun144"],
+            [
+                "--sut-role",
+                "server",
+                "--sut-port",
+                "5001",
+                "--sut-dev",
+                "tun144",
+            ],
         ),
         (
             "stdio-fixed-client-fd",
-            ["--sut-role", "client", "--sut-port", "6001", "--attach", "fd"],
+            [
+                "--sut-role",
+                "client",
+                "--sut-port",
+                "6001",
+                "--attach",
+                "fd",
+            ],
         ),
     ] {
         let (rc, report, out) = run_stdio(name, &sut, &extra);
@@ -156,8 +192,21 @@ fn stdio_and_request_properties_skip_each_other_with_reasons() {
     let json = dir.join("report.json");
     let j = json.to_string_lossy().into_owned();
     let out = netconform(&[
-        "run", "--property", "tcp.close.half_close", "--cases", "1", "--sut", &sut, "--sut-mode",
-        "stdio", "--sut-role", "server", "--sut-port", "5001", "--json", &j,
+        "run",
+        "--property",
+        "tcp.close.half_close",
+        "--cases",
+        "1",
+        "--sut",
+        &sut,
+        "--sut-mode",
+        "stdio",
+        "--sut-role",
+        "server",
+        "--sut-port",
+        "5001",
+        "--json",
+        &j,
     ]);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let why = report["properties"][0]["skipped"].as_str().unwrap_or("");
@@ -167,7 +216,13 @@ fn stdio_and_request_properties_skip_each_other_with_reasons() {
         text(&out)
     );
     let out = netconform(&[
-        "run", "--property", "stdio.isn.varies", "--cases", "1", "--json", &j,
+        "run",
+        "--property",
+        "stdio.isn.varies",
+        "--cases",
+        "1",
+        "--json",
+        &j,
     ]);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let why = report["properties"][0]["skipped"].as_str().unwrap_or("");

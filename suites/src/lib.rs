@@ -59,6 +59,10 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &stdio::isn_varies::IsnVaries,
         &stdio::handshake_mss::MssPresent,
         &stdio::rst_other_port::RstOtherPort,
+        &stdio::zero_window_probes::ZeroWindowProbes,
+        &stdio::loss_retransmit::LossRetransmit,
+        &stdio::ack_delay::AckDelay,
+        &stdio::liveness_no_stall::NoStall,
     ]
 }
 

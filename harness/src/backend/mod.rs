@@ -269,7 +269,8 @@ impl Offer {
         let stdio = self.caps.contains(&Cap::Stdio);
         if needs.caps.contains(&Cap::Stdio) && !stdio {
             return Some(
-                "needs a passive stdio SUT on b (--sut-mode stdio): its one connection is the case".into(),
+                "needs a passive stdio SUT on b (--sut-mode stdio): its one connection is the case"
+                    .into(),
             );
         }
         if self.kernel {

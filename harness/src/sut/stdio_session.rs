@@ -122,8 +122,13 @@ pub fn run(lab: &Lab, family: Family, plan: &Plan) -> Result<Session, HarnessErr
             "this property needs a passive stdio SUT on b (--sut-mode stdio)".into(),
         ));
     };
-    let limit = Duration::from_millis(lab.config().sut.as_ref().map_or(60_000, |s| s.case_limit_ms))
-        .min(SESSION_LIMIT);
+    let limit = Duration::from_millis(
+        lab.config()
+            .sut
+            .as_ref()
+            .map_or(60_000, |s| s.case_limit_ms),
+    )
+    .min(SESSION_LIMIT);
     let a_addr = lab.addr(Host::A, family);
     let b_addr = lab.addr(Host::B, family);
     let rcvbuf = plan.a_rcvbuf;
@@ -155,7 +160,9 @@ pub fn run(lab: &Lab, family: Family, plan: &Plan) -> Result<Session, HarnessErr
             let deadline = Instant::now() + CONNECT_WINDOW.min(limit);
             let mut listener = Some(listener);
             while Instant::now() < deadline {
-                let l = listener.take().expect("the listener is put back every round");
+                let l = listener
+                    .take()
+                    .expect("the listener is put back every round");
                 let (l, accepted) = a.run(move || {
                     let r = if l.poll_readable(Duration::from_millis(100)) {
                         l.accept_now().ok().map(|(s, _)| s)
@@ -192,18 +199,20 @@ pub fn run(lab: &Lab, family: Family, plan: &Plan) -> Result<Session, HarnessErr
                 CONNECT_WINDOW.as_secs()
             ));
             while Instant::now() < deadline && sut.exited().is_none() {
-                let outcome = a.run(move || -> Result<(Option<Socket>, String), HarnessError> {
-                    let s = Socket::tcp(family)?;
-                    if let Some(b) = rcvbuf {
-                        s.set_rcvbuf(b)
-                            .map_err(|e| crate::sock::socket_step("SO_RCVBUF", e))?;
-                    }
-                    let o = s.connect_timeout(SocketAddr::new(b_addr, port), CONNECT_ATTEMPT)?;
-                    Ok(match o {
-                        ConnectOutcome::Done(Ok(())) => (Some(s), o.to_string()),
-                        _ => (None, o.to_string()),
-                    })
-                })??;
+                let outcome =
+                    a.run(move || -> Result<(Option<Socket>, String), HarnessError> {
+                        let s = Socket::tcp(family)?;
+                        if let Some(b) = rcvbuf {
+                            s.set_rcvbuf(b)
+                                .map_err(|e| crate::sock::socket_step("SO_RCVBUF", e))?;
+                        }
+                        let o =
+                            s.connect_timeout(SocketAddr::new(b_addr, port), CONNECT_ATTEMPT)?;
+                        Ok(match o {
+                            ConnectOutcome::Done(Ok(())) => (Some(s), o.to_string()),
+                            _ => (None, o.to_string()),
+                        })
+                    })??;
                 match outcome {
                     (Some(s), _) => {
                         got = Ok(s);
@@ -254,8 +263,10 @@ pub fn run(lab: &Lab, family: Family, plan: &Plan) -> Result<Session, HarnessErr
                 let other = if own == u16::MAX { own - 1 } else { own + 1 };
                 let o = a.run(move || -> Result<String, HarnessError> {
                     let s = Socket::tcp(family)?;
-                    Ok(s.connect_timeout(SocketAddr::new(b_addr, other), OTHER_PORT_WAIT)?
-                        .to_string())
+                    Ok(
+                        s.connect_timeout(SocketAddr::new(b_addr, other), OTHER_PORT_WAIT)?
+                            .to_string(),
+                    )
                 })??;
                 session.other_port = Some((other, o));
             }
@@ -323,6 +334,7 @@ fn converse(
             let t = *exited_at.get_or_insert(now);
             // Frames it sent just before exiting are let in.
             if now.duration_since(t) >= QUIET {
+                session.closed_cleanly = clean_at.is_some();
                 break;
             }
         }
@@ -367,7 +379,11 @@ fn converse(
                     Err(e) => r.error = Some(e.to_string()),
                 }
             }
-            if !already_shut && pending.len() == r.wrote && may_write && may_shut && r.error.is_none()
+            if !already_shut
+                && pending.len() == r.wrote
+                && may_write
+                && may_shut
+                && r.error.is_none()
             {
                 r.shut = s.shutdown(libc::SHUT_WR).is_ok();
             }

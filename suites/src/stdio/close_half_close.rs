@@ -101,7 +101,9 @@ impl Property for HalfClose {
             let mut v = crash_violation(s, &how);
             if c.first == FirstClose::A {
                 v.summary = "the SUT crashed after its peer closed first".into();
-                let fin = from_a(trace).find(|(_, t)| t.flags.fin).map(|(fr, _)| fr.number);
+                let fin = from_a(trace)
+                    .find(|(_, t)| t.flags.fin)
+                    .map(|(fr, _)| fr.number);
                 v = v.frames(fin);
             }
             f.push(v);
@@ -109,14 +111,18 @@ impl Property for HalfClose {
         // The second closer's data after the first FIN.
         let (first_fin, second_data) = match c.first {
             FirstClose::A => (
-                from_a(trace).find(|(_, t)| t.flags.fin).map(|(fr, _)| fr.number),
+                from_a(trace)
+                    .find(|(_, t)| t.flags.fin)
+                    .map(|(fr, _)| fr.number),
                 from_b(trace)
                     .filter(|(_, t)| t.payload_len > 0)
                     .last()
                     .map(|(fr, _)| fr.number),
             ),
             _ => (
-                from_b(trace).find(|(_, t)| t.flags.fin).map(|(fr, _)| fr.number),
+                from_b(trace)
+                    .find(|(_, t)| t.flags.fin)
+                    .map(|(fr, _)| fr.number),
                 from_a(trace)
                     .filter(|(_, t)| t.payload_len > 0)
                     .last()

@@ -72,13 +72,10 @@ pub fn session_failure(s: &Session) -> Option<Violation> {
 
 /// The SUT crashed: its stderr goes with the violation.
 pub fn crash_violation(s: &Session, how: &str) -> Violation {
-    let mut v = Violation::new(
-        "docs/driver-protocol.md (failure semantics)",
-        "SUT crashed",
-    )
-    .field("process")
-    .expected("runs until both FINs are acknowledged, then exits with status 0 (or is ended)")
-    .actual(format!("it {how}"));
+    let mut v = Violation::new("docs/driver-protocol.md (failure semantics)", "SUT crashed")
+        .field("process")
+        .expected("runs until both FINs are acknowledged, then exits with status 0 (or is ended)")
+        .actual(format!("it {how}"));
     v.context = harness::error::stderr_lines(&s.stderr_tail)
         .into_iter()
         .map(|l| format!("SUT stderr: {l}"))

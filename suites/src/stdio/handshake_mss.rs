@@ -32,7 +32,8 @@ impl Property for MssPresent {
         PropertyInfo {
             id: "stdio.handshake.mss",
             suite: "stdio",
-            title: "the SUT's SYN (or SYN-ACK) carries an MSS option no larger than the link allows",
+            title:
+                "the SUT's SYN (or SYN-ACK) carries an MSS option no larger than the link allows",
             clauses: &["RFC 9293 §3.7.1 (SHLD-5, MUST-14, MUST-15)"],
             questions: &["Q12"],
             subject: Subject::B,
@@ -83,11 +84,14 @@ impl Property for MssPresent {
         let mut f = Findings::default();
         match mss {
             None => f.push(
-                Violation::new("RFC 9293 §3.7.1 (SHLD-5)", "the SUT's handshake carries no MSS option")
-                    .frame(fr.number)
-                    .field(format!("options of the SUT's {what}"))
-                    .expected(format!("<mss N> with N ≤ {largest}"))
-                    .actual(format!("{} option(s), no MSS", syn.options.len())),
+                Violation::new(
+                    "RFC 9293 §3.7.1 (SHLD-5)",
+                    "the SUT's handshake carries no MSS option",
+                )
+                .frame(fr.number)
+                .field(format!("options of the SUT's {what}"))
+                .expected(format!("<mss N> with N ≤ {largest}"))
+                .actual(format!("{} option(s), no MSS", syn.options.len())),
             ),
             Some(m) => {
                 f.check(m as usize <= largest, || {

@@ -31,7 +31,8 @@ impl Property for RstOtherPort {
         PropertyInfo {
             id: "stdio.rst.other_port",
             suite: "stdio",
-            title: "a SYN to another port of the SUT is answered by RST,ACK with seq 0, ack SYN + 1",
+            title:
+                "a SYN to another port of the SUT is answered by RST,ACK with seq 0, ack SYN + 1",
             clauses: &["RFC 9293 §3.10.7.1"],
             questions: &["Q18"],
             subject: Subject::B,
@@ -68,7 +69,8 @@ impl Property for RstOtherPort {
                 reason: "the other port was not probed".into(),
             };
         };
-        let Some((syn_frame, syn)) = from_a(trace).find(|(_, t)| t.flags.syn && t.dst_port == *port)
+        let Some((syn_frame, syn)) =
+            from_a(trace).find(|(_, t)| t.flags.syn && t.dst_port == *port)
         else {
             return Verdict::Invalid {
                 reason: format!("a's SYN to port {port} is not in the capture"),
@@ -79,18 +81,28 @@ impl Property for RstOtherPort {
         let mut f = Findings::default();
         match rst {
             None => f.push(
-                Violation::new("RFC 9293 §3.10.7.1", "no RST answered a SYN to another port of the SUT")
-                    .frame(syn_frame.number)
-                    .field("reply")
-                    .expected(format!("R. with seq 0, ack {expected_ack} (SEG.SEQ+SEG.LEN)"))
-                    .actual(format!(
-                        "no RST from b within {} ms (a's connect: {outcome})",
-                        OTHER_PORT_WAIT.as_millis()
-                    )),
+                Violation::new(
+                    "RFC 9293 §3.10.7.1",
+                    "no RST answered a SYN to another port of the SUT",
+                )
+                .frame(syn_frame.number)
+                .field("reply")
+                .expected(format!(
+                    "R. with seq 0, ack {expected_ack} (SEG.SEQ+SEG.LEN)"
+                ))
+                .actual(format!(
+                    "no RST from b within {} ms (a's connect: {outcome})",
+                    OTHER_PORT_WAIT.as_millis()
+                )),
             ),
             Some((fr, t)) => {
-                f.check(t.flags.ack && t.seq.0 == 0 && t.ack.0 == expected_ack, || {
-                    Violation::new("RFC 9293 §3.10.7.1", "the RST for another port has the wrong numbers")
+                f.check(
+                    t.flags.ack && t.seq.0 == 0 && t.ack.0 == expected_ack,
+                    || {
+                        Violation::new(
+                            "RFC 9293 §3.10.7.1",
+                            "the RST for another port has the wrong numbers",
+                        )
                         .frames([syn_frame.number, fr.number])
                         .field("RST seq/ack")
                         .expected(format!("R. seq 0, ack {expected_ack}"))
@@ -100,7 +112,8 @@ impl Property for RstOtherPort {
                             t.seq.0,
                             t.ack.0
                         ))
-                });
+                    },
+                );
                 f.note(format!("RST for port {port}"));
             }
         }

@@ -8,7 +8,9 @@ use harness::trace::Trace;
 use harness::HarnessError;
 use serde::{Deserialize, Serialize};
 
-use super::common::{gen_size, session, session_failure, stream, stream_violation, Sessions, STDIO};
+use super::common::{
+    gen_size, session, session_failure, stream, stream_violation, Sessions, STDIO,
+};
 
 /// Stream integrity both ways through a stdio SUT (lab Q19).
 ///
@@ -38,7 +40,8 @@ impl Property for StreamIntegrity {
         PropertyInfo {
             id: "stdio.stream.integrity",
             suite: "stdio",
-            title: "the SUT sends its stdin and prints what it received, exactly, both ways at once",
+            title:
+                "the SUT sends its stdin and prints what it received, exactly, both ways at once",
             clauses: &["RFC 9293 §3.4", "RFC 9293 §3.10.4"],
             questions: &["Q19"],
             subject: Subject::B,

@@ -5,7 +5,7 @@ use harness::trace::Trace;
 use harness::HarnessError;
 use serde::{Deserialize, Serialize};
 
-use super::common::{crash_violation, from_a, session, stream, Sessions, STDIO, MODE_CLAUSE};
+use super::common::{crash_violation, from_a, session, stream, Sessions, MODE_CLAUSE, STDIO};
 
 /// No crash (a check for student stacks, `docs/driver-protocol.md` "What changes for properties").
 ///
@@ -102,7 +102,8 @@ impl Property for NoCrash {
                 run + 1,
                 match s.ending {
                     harness::sut::stdio::Ending::Exited(_) => "the SUT exited by itself",
-                    harness::sut::stdio::Ending::Ended => "the SUT was ended after the conversation",
+                    harness::sut::stdio::Ending::Ended =>
+                        "the SUT was ended after the conversation",
                 }
             ));
         }
