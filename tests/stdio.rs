@@ -17,7 +17,7 @@ use serde_json::Value;
 /// These tests compare global host state.
 static HOST: Mutex<()> = Mutex::new(());
 
-/// A world-readable copy of `tests/sut-programs/NAME`.
+/// A world-readable copy of the program `name` of the test programs directory.
 fn program(name: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
