@@ -361,3 +361,34 @@ impl fmt::Display for Offer {
         f.write_str(&self.backend)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STDIO_NEEDS: Needs = Needs {
+        links: &[LinkKind::Veth],
+        kernel: &[],
+        caps: &[Cap::Stdio],
+        ethernet: false,
+    };
+
+    /// A stdio SUT and the socket-request properties skip each other, each with its reason; `stdio` is never
+    /// a capability a driven SUT can declare.
+    #[test]
+    fn stdio_properties_and_request_properties_skip_each_other() {
+        let stdio = Offer::stdio("stdio SUT x".into());
+        let kernel = Offer::kernel();
+        assert!(stdio.unmet(Subject::B, &STDIO_NEEDS).is_none());
+        let why = kernel.unmet(Subject::B, &STDIO_NEEDS).unwrap();
+        assert!(why.contains("--sut-mode stdio"), "{why}");
+        let why = stdio.unmet(Subject::B, &Needs::TCP_WIRE).unwrap();
+        assert!(
+            why.contains("a stdio SUT (stdio SUT x) takes none"),
+            "{why}"
+        );
+        assert!(kernel.unmet(Subject::B, &Needs::TCP_WIRE).is_none());
+        assert_eq!(Cap::parse("stdio"), None);
+        assert_eq!(Cap::parse("tcp"), Some(Cap::Tcp));
+    }
+}

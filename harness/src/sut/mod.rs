@@ -340,5 +340,18 @@ mod tests {
         assert_eq!(Attach::parse("tun:tun144"), Some(spec.attach.clone()));
         assert_eq!(Attach::parse("tun:"), None);
         assert_eq!(Attach::parse("kernel"), Some(Attach::Kernel));
+        // A stdio SUT is told its role and port, also as {port}.
+        let stdio = SutSpec {
+            command: vec!["sut".into(), "{port}".into()],
+            mode: SutMode::Stdio {
+                role: StdioRole::Client,
+                port: 6001,
+            },
+            ..spec
+        };
+        assert_eq!(stdio.argv(&ctx), vec!["sut", "6001"]);
+        let env = stdio.environment(&ctx);
+        assert!(env.contains(&("NETCONFORM_ROLE".into(), "client".into())));
+        assert!(env.contains(&("NETCONFORM_PORT".into(), "6001".into())));
     }
 }
