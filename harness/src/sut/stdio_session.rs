@@ -34,7 +34,7 @@ pub const QUIET: Duration = Duration::from_millis(300);
 /// The longest a session runs, whatever the case limit.
 pub const SESSION_LIMIT: Duration = Duration::from_secs(20);
 /// How long a probe to another port of the SUT waits for its RST (RFC bounds: a user-space stack under load).
-pub const OTHER_PORT_WAIT: Duration = Duration::from_millis(1500);
+pub const OTHER_PORT_WAIT: Duration = Duration::from_millis(3000);
 
 /// Who shuts down its sending side first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

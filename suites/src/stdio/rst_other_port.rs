@@ -14,8 +14,8 @@ use super::common::{from_a, from_b, session, session_failure, stream, Sessions, 
 /// RFC 9293 §3.10.7.1: if the state is CLOSED, "an incoming segment not containing a RST causes a RST to be
 /// sent in response": ACK bit off → `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`. While its connection is up,
 /// a connects to the port next to the SUT's own (its listening port, or the port it connected from) and
-/// waits 1.5 s (`OTHER_PORT_WAIT`, room for a user-space stack). Checked on the wire: b answers a's SYN
-/// with RST,ACK, seq 0, ack = SYN + 1. CS144-style stacks never send RST and fail here.
+/// waits 3 s (`OTHER_PORT_WAIT`, room for a user-space stack on a loaded machine). Checked on the wire: b
+/// answers a's SYN with RST,ACK, seq 0, ack = SYN + 1. CS144-style stacks never send RST and fail here.
 pub struct RstOtherPort;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
