@@ -265,7 +265,81 @@ struct RunArgs {
     /// Start no new case after the first one that does not pass (the cases running finish and are reported).
     #[arg(long)]
     fail_fast: bool,
+    // ---- Passive stdio SUTs (issue #19; docs/driver-protocol.md "Other modes") ----
+    /// With --sut: driven (netconform-sut/1 on stdin/stdout) or stdio (the SUT's stdin is what it sends,
+    /// its stdout what it received; one connection per run; needs --sut-role and --sut-port).
+    #[arg(long, value_enum, default_value = "driven", requires = "sut")]
+    sut_mode: SutModeArg,
+    /// With --sut-mode stdio: the SUT listens (server: a connects to it) or connects to a (client).
+    #[arg(long, value_enum, requires = "sut")]
+    sut_role: Option<SutRoleArg>,
+    /// With --sut-mode stdio: the SUT's port (server) or the port on a it connects to (client); {port}.
+    #[arg(long, requires = "sut")]
+    sut_port: Option<u16>,
+    /// With --sut: the TUN device the SUT opens by name (CS144's tun144); the same as --attach tun:NAME.
+    #[arg(long, requires = "sut")]
+    sut_dev: Option<String>,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SutModeArg {
+    Driven,
+    Stdio,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SutRoleArg {
+    Server,
+    Client,
+}
+
+/// `--sut-mode/--sut-role/--sut-port/--sut-dev` applied to a SUT spec made from `--sut`/`--attach`.
+fn stdio_options(
+    args: &RunArgs,
+    mut spec: harness::sut::SutSpec,
+) -> Result<harness::sut::SutSpec, HarnessError> {
+    if let Some(dev) = &args.sut_dev {
+        spec.attach = harness::sut::Attach::parse(&format!("tun:{dev}")).ok_or_else(|| {
+            HarnessError::Usage(format!(
+                "--sut-dev {dev:?}: a device name of 1 to 15 characters"
+            ))
+        })?;
+    }
+    match args.sut_mode {
+        SutModeArg::Driven => {
+            if args.sut_role.is_some() || args.sut_port.is_some() {
+                return Err(HarnessError::Usage(
+                    "--sut-role/--sut-port apply to --sut-mode stdio".into(),
+                ));
+            }
+        }
+        SutModeArg::Stdio => {
+            let (Some(role), Some(port)) = (args.sut_role, args.sut_port) else {
+                return Err(HarnessError::Usage(
+                    "--sut-mode stdio needs --sut-role server|client and --sut-port P".into(),
+                ));
+            };
+            if port == 0 {
+                return Err(HarnessError::Usage("--sut-port must not be 0".into()));
+            }
+            if spec.attach == harness::sut::Attach::Kernel {
+                return Err(HarnessError::Usage(
+                    "--sut-mode stdio: the SUT is the IP layer; attach it by fd or tun[:NAME] (or --sut-dev)"
+                        .into(),
+                ));
+            }
+            spec.mode = harness::sut::SutMode::Stdio {
+                role: match role {
+                    SutRoleArg::Server => harness::sut::StdioRole::Server,
+                    SutRoleArg::Client => harness::sut::StdioRole::Client,
+                },
+                port,
+            };
+        }
+    }
+    Ok(spec)
+}
+// ---- end of passive stdio SUTs ----
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ModelFaultArg {
@@ -426,6 +500,7 @@ fn sut_spec(
         command: words,
         attach,
         case_limit_ms: limit_s * 1000,
+        mode: harness::sut::SutMode::Driven,
     })
 }
 
@@ -549,61 +624,72 @@ fn run(args: RunArgs, verbosity: Verbosity) -> Result<i32, HarnessError> {
             });
         }
         let spec = sut_spec(command, &args.attach, args.sut_limit, &lab)?;
+        let spec = stdio_options(&args, spec)?;
         if args.snapshots {
             return Err(HarnessError::Usage(
                 "--snapshots compares the kernel's behaviour with snapshots/<profile>/; it does not apply to --sut"
                     .into(),
             ));
         }
-        offer = match harness::sut::process::probe(&spec) {
-            Ok(hello) => {
-                if !hello.ipv6() {
-                    families.retain(|f| *f == Family::Ipv4);
-                    if families.is_empty() {
-                        return Err(HarnessError::Usage(format!(
-                            "--family ipv6: the SUT ({}) declares only {:?}",
-                            hello.stack, hello.families
-                        )));
+        offer = if let harness::sut::SutMode::Stdio { role, port } = spec.mode {
+            // A stdio SUT says no hello: what it offers is its mode.
+            eprintln!(
+                "sut: stdio mode, role {}, port {port}, attachment {}",
+                role.name(),
+                spec.attach.device()
+            );
+            harness::backend::Offer::stdio(format!("stdio SUT {command}"))
+        } else {
+            match harness::sut::process::probe(&spec) {
+                Ok(hello) => {
+                    if !hello.ipv6() {
+                        families.retain(|f| *f == Family::Ipv4);
+                        if families.is_empty() {
+                            return Err(HarnessError::Usage(format!(
+                                "--family ipv6: the SUT ({}) declares only {:?}",
+                                hello.stack, hello.families
+                            )));
+                        }
+                    }
+                    eprintln!(
+                        "sut: {} ({}), attachment {}, caps {}",
+                        hello.stack,
+                        hello.families.join("+"),
+                        args.attach,
+                        hello
+                            .caps
+                            .iter()
+                            .map(|c| c.name())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                    harness::backend::Offer {
+                        backend: hello.stack.clone(),
+                        kernel: false,
+                        caps: hello.caps.clone(),
+                        ipv6: hello.ipv6(),
                     }
                 }
-                eprintln!(
-                    "sut: {} ({}), attachment {}, caps {}",
-                    hello.stack,
-                    hello.families.join("+"),
-                    args.attach,
-                    hello
-                        .caps
-                        .iter()
-                        .map(|c| c.name())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
-                harness::backend::Offer {
-                    backend: hello.stack.clone(),
-                    kernel: false,
-                    caps: hello.caps.clone(),
-                    ipv6: hello.ipv6(),
-                }
-            }
-            // Every case starts the SUT again: each reports what went wrong, as its own result. The run
-            // assumes the least the contract lets a SUT offer (TCP over IPv4).
-            Err(HarnessError::Sut(f)) => {
-                eprintln!(
-                    "sut: the SUT failed before any case ({f}); each case will report it \
+                // Every case starts the SUT again: each reports what went wrong, as its own result. The run
+                // assumes the least the contract lets a SUT offer (TCP over IPv4).
+                Err(HarnessError::Sut(f)) => {
+                    eprintln!(
+                        "sut: the SUT failed before any case ({f}); each case will report it \
                      (debug the adapter with `netconform sut-check {command}`)"
-                );
-                families.retain(|f| *f == Family::Ipv4);
-                if families.is_empty() {
-                    families.push(Family::Ipv4);
+                    );
+                    families.retain(|f| *f == Family::Ipv4);
+                    if families.is_empty() {
+                        families.push(Family::Ipv4);
+                    }
+                    harness::backend::Offer {
+                        backend: "a SUT that did not say hello".into(),
+                        kernel: false,
+                        caps: vec![harness::backend::Cap::Tcp],
+                        ipv6: false,
+                    }
                 }
-                harness::backend::Offer {
-                    backend: "a SUT that did not say hello".into(),
-                    kernel: false,
-                    caps: vec![harness::backend::Cap::Tcp],
-                    ipv6: false,
-                }
+                Err(other) => return Err(other),
             }
-            Err(other) => return Err(other),
         };
         lab.sut = Some(spec);
     }

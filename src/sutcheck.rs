@@ -83,6 +83,7 @@ pub fn sut_check(args: SutCheckArgs) -> Result<i32, HarnessError> {
         command,
         attach,
         case_limit_ms: 120_000,
+        mode: Default::default(),
     };
     println!(
         "sut-check: {} (attachment {}, {})",

@@ -15,7 +15,8 @@
 //! - [`script`] — scripts for the scripted peer: crafted segments injected, b's answers matched in order.
 //! - [`record`] — what relay and peer record (frames, link decisions) and the clock every frame is stamped with.
 //! - [`sut`] — systems under test beyond the kernel: their description (`--sut`), the sandbox an untrusted
-//!   SUT process runs in, and the `netconform-sut/1` driver that speaks to it.
+//!   SUT process runs in, the `netconform-sut/1` driver that speaks to it, and the passive stdio mode (one
+//!   connection per run; a's kernel socket is its peer).
 //! - [`backend`] — what executes a host's program (the kernel's sockets, or a driven SUT on b): subjects,
 //!   needs, what a backend offers, and the timing bounds it is held to.
 //! - [`exec`] — the executor: runs a program through both hosts' backends between barriers, records every

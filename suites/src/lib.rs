@@ -3,6 +3,7 @@
 //!
 //! - [`tcp`] — suites `tcp-lifecycle`, `tcp-data`, `tcp-ops`: `tcp/<id>.rs`, shared helpers in `tcp/*_common.rs`.
 //! - [`udp`] — suite `udp`: one file per property (`udp/<id>.rs`), shared helpers in `udp/common.rs`.
+//! - [`stdio`] — suite `stdio`: properties for a passive stdio SUT on b (`--sut-mode stdio`), `stdio/<id>.rs`.
 //! - [`scenarios`] — the named fixed scenarios behind `snapshots/` (no property, no verdict).
 //! - [`conn`] — helpers: an established-connection program, a connection's segments with relative numbers.
 //! - [`selftest`] — properties that test the harness itself (hidden unless `NETCONFORM_SELFTEST=1`).
@@ -16,6 +17,7 @@
 pub mod conn;
 pub mod scenarios;
 pub mod selftest;
+pub mod stdio;
 pub mod tcp;
 pub mod udp;
 
@@ -51,6 +53,16 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &tcp::loss_retransmit::LossRetransmit,
         &tcp::reorder_sack::ReorderSack,
         &tcp::random_ops::RANDOM_OPS,
+        &stdio::stream_integrity::StreamIntegrity,
+        &stdio::close_half_close::HalfClose,
+        &stdio::sut_no_crash::NoCrash,
+        &stdio::isn_varies::IsnVaries,
+        &stdio::handshake_mss::MssPresent,
+        &stdio::rst_other_port::RstOtherPort,
+        &stdio::zero_window_probes::ZeroWindowProbes,
+        &stdio::loss_retransmit::LossRetransmit,
+        &stdio::ack_delay::AckDelay,
+        &stdio::liveness_no_stall::NoStall,
     ]
 }
 

@@ -131,6 +131,9 @@ pub enum Cap {
     State,
     MultiConn,
     Ipv6,
+    /// Not a driver capability: b is a passive stdio SUT (`--sut-mode stdio`), one connection whose bytes
+    /// are its stdin and stdout. Properties written for that mode need it; nothing else offers it.
+    Stdio,
 }
 
 impl Cap {
@@ -146,6 +149,7 @@ impl Cap {
         Cap::State,
         Cap::MultiConn,
         Cap::Ipv6,
+        Cap::Stdio,
     ];
 
     /// The name on the wire (`set_opt:rcv_buf`).
@@ -162,11 +166,17 @@ impl Cap {
             Cap::State => "state",
             Cap::MultiConn => "multi_conn",
             Cap::Ipv6 => "ipv6",
+            Cap::Stdio => "stdio",
         }
     }
 
+    /// A capability a driven SUT may declare in its hello (`stdio` is not one).
     pub fn parse(name: &str) -> Option<Cap> {
-        Cap::ALL.iter().copied().find(|c| c.name() == name)
+        Cap::ALL
+            .iter()
+            .copied()
+            .filter(|c| *c != Cap::Stdio)
+            .find(|c| c.name() == name)
     }
 }
 
@@ -230,20 +240,50 @@ pub struct Offer {
 }
 
 impl Offer {
-    /// b is the lab's own Linux kernel: everything is offered.
+    /// b is the lab's own Linux kernel: everything is offered but a stdio SUT's one connection.
     pub fn kernel() -> Offer {
         Offer {
             backend: "kernel".into(),
             kernel: true,
-            caps: Cap::ALL.to_vec(),
+            caps: Cap::ALL
+                .iter()
+                .copied()
+                .filter(|c| *c != Cap::Stdio)
+                .collect(),
+            ipv6: true,
+        }
+    }
+
+    /// A passive stdio SUT (`--sut-mode stdio`): one connection, no requests.
+    pub fn stdio(backend: String) -> Offer {
+        Offer {
+            backend,
+            kernel: false,
+            caps: vec![Cap::Stdio],
             ipv6: true,
         }
     }
 
     /// Why a property with this subject and these needs cannot run here; `None` when it can.
     pub fn unmet(&self, subject: Subject, needs: &Needs) -> Option<String> {
+        let stdio = self.caps.contains(&Cap::Stdio);
+        if needs.caps.contains(&Cap::Stdio) && !stdio {
+            return Some(
+                "needs a passive stdio SUT on b (--sut-mode stdio): its one connection is the case"
+                    .into(),
+            );
+        }
         if self.kernel {
             return None;
+        }
+        if stdio && subject != Subject::A && needs.kernel.is_empty() {
+            if let Some(c) = needs.caps.iter().find(|c| **c != Cap::Stdio) {
+                return Some(format!(
+                    "drives b with socket requests (cap {}); a stdio SUT ({}) takes none",
+                    c.name(),
+                    self.backend
+                ));
+            }
         }
         if subject == Subject::A {
             return Some(format!(
@@ -319,5 +359,36 @@ impl TimingBounds {
 impl fmt::Display for Offer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STDIO_NEEDS: Needs = Needs {
+        links: &[LinkKind::Veth],
+        kernel: &[],
+        caps: &[Cap::Stdio],
+        ethernet: false,
+    };
+
+    /// A stdio SUT and the socket-request properties skip each other, each with its reason; `stdio` is never
+    /// a capability a driven SUT can declare.
+    #[test]
+    fn stdio_properties_and_request_properties_skip_each_other() {
+        let stdio = Offer::stdio("stdio SUT x".into());
+        let kernel = Offer::kernel();
+        assert!(stdio.unmet(Subject::B, &STDIO_NEEDS).is_none());
+        let why = kernel.unmet(Subject::B, &STDIO_NEEDS).unwrap();
+        assert!(why.contains("--sut-mode stdio"), "{why}");
+        let why = stdio.unmet(Subject::B, &Needs::TCP_WIRE).unwrap();
+        assert!(
+            why.contains("a stdio SUT (stdio SUT x) takes none"),
+            "{why}"
+        );
+        assert!(kernel.unmet(Subject::B, &Needs::TCP_WIRE).is_none());
+        assert_eq!(Cap::parse("stdio"), None);
+        assert_eq!(Cap::parse("tcp"), Some(Cap::Tcp));
     }
 }

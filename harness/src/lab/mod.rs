@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{HarnessError, Result};
 use crate::frame::Host;
 use crate::link::peer::PeerLink;
 use crate::link::relay::Relay;
@@ -41,7 +41,9 @@ use crate::link::veth::Veth;
 use crate::link::{BuiltLink, LinkOptions, LinkSpec, Peer};
 use crate::sock::Family;
 use crate::sut::process::SutProcess;
-use crate::sut::{CaseContext, SutSpec};
+use crate::sut::sandbox::UidLease;
+use crate::sut::stdio::StdioSut;
+use crate::sut::{Attach, CaseContext, StdioRole, SutMode, SutSpec};
 pub use hosts::{host_addr, prefix_len, ExecCommand, Hosts, SysctlSetting, EXEC_TIMEOUT, IFNAME};
 pub use worker::{HostWorker, Pending};
 
@@ -73,10 +75,22 @@ pub struct LabConfig {
 pub struct Lab {
     /// Ended first: the SUT's PID namespace goes before the namespaces and link it used.
     sut: Option<Arc<Mutex<SutProcess>>>,
+    /// A passive stdio SUT: what starting a run of it takes (the case starts it, maybe more than once).
+    stdio: Option<StdioParts>,
     hosts: Hosts,
     link: Box<dyn BuiltLink>,
     config: LabConfig,
     rcvbuf_limit: [u64; 2],
+}
+
+/// What starting a run of a passive stdio SUT takes.
+struct StdioParts {
+    spec: SutSpec,
+    ctx: CaseContext,
+    /// Its end of the packet link (`fd`): each run gets a duplicate as fd 3.
+    fd3: Option<std::os::fd::OwnedFd>,
+    /// The uid owning its TUN device, for the first run (later runs take a new one and re-own the device).
+    lease: Mutex<Option<UidLease>>,
 }
 
 /// Builds the link `spec` names over `hosts`: the one place that knows the kinds.
@@ -119,6 +133,7 @@ impl Lab {
             }
             return Ok(Lab {
                 sut: None,
+                stdio: None,
                 hosts,
                 link,
                 config: config.clone(),
@@ -135,17 +150,90 @@ impl Lab {
             Box::new(crate::link::sut::build(&hosts, &options, end.end, &relay)?);
         // Only a's settings: b's sysctls and commands need a kernel on b (refused with --sut).
         let rcvbuf_limit = hosts.apply_user_settings(&config.sysctls, &config.exec)?;
+        if let SutMode::Stdio { port, .. } = sut_spec.mode {
+            // A stdio SUT starts when the case is ready for it (a's listener first, for a client).
+            let mut ctx = case.clone();
+            ctx.port = Some(port);
+            return Ok(Lab {
+                sut: None,
+                stdio: Some(StdioParts {
+                    spec: sut_spec.clone(),
+                    ctx,
+                    fd3: end.fd3,
+                    lease: Mutex::new(end.uid),
+                }),
+                hosts,
+                link,
+                config: config.clone(),
+                rcvbuf_limit,
+            });
+        }
         let (spec, ctx, fd3, uid) = (sut_spec.clone(), case.clone(), end.fd3, end.uid);
         let process = hosts
             .host(Host::B)
             .run(move || SutProcess::start(&spec, &ctx, fd3, uid))??;
         Ok(Lab {
             sut: Some(Arc::new(Mutex::new(process))),
+            stdio: None,
             hosts,
             link,
             config: config.clone(),
             rcvbuf_limit,
         })
+    }
+
+    /// The passive stdio SUT of this lab, if b is one: its mode's role and port.
+    pub fn stdio_mode(&self) -> Option<(StdioRole, u16)> {
+        match self.stdio.as_ref()?.spec.mode {
+            SutMode::Stdio { role, port } => Some((role, port)),
+            SutMode::Driven => None,
+        }
+    }
+
+    /// Starts one run of the passive stdio SUT on b (a case may start several, one connection each): the
+    /// same packet link (`fd`) or TUN device, now owned by the run's uid.
+    pub fn start_stdio(&self) -> Result<StdioSut> {
+        let Some(parts) = &self.stdio else {
+            return Err(HarnessError::Usage(
+                "this property needs a passive stdio SUT on b (--sut-mode stdio)".into(),
+            ));
+        };
+        let fd3 = match &parts.fd3 {
+            Some(fd) => Some(
+                fd.try_clone()
+                    .map_err(|e| HarnessError::lab("stdio SUT: dup of its packet link", e))?,
+            ),
+            None => None,
+        };
+        let first = parts.lease.lock().unwrap().take();
+        let lease = match (first, &parts.spec.attach) {
+            (Some(lease), _) => Some(lease),
+            (None, Attach::Tun { name }) => {
+                let lease = UidLease::take()?;
+                let (name, uid) = (name.clone(), lease.uid());
+                self.hosts
+                    .host(Host::B)
+                    .run(move || crate::link::sut::reown_tun(&name, uid))??;
+                Some(lease)
+            }
+            (None, _) => None,
+        };
+        let (spec, ctx) = (parts.spec.clone(), parts.ctx.clone());
+        self.hosts
+            .host(Host::B)
+            .run(move || StdioSut::start(&spec, &ctx, fd3, lease))?
+    }
+
+    /// Whether b's TUN device `name` has carrier: a process has it open (the stdio SUT's device is up).
+    pub fn b_device_running(&self) -> bool {
+        let Some(Attach::Tun { name }) = self.stdio.as_ref().map(|p| &p.spec.attach) else {
+            return false;
+        };
+        let name = name.clone();
+        self.hosts
+            .host(Host::B)
+            .run(move || crate::link::sut::device_running(&name))
+            .unwrap_or(false)
     }
 
     /// The SUT process on b, for what the driver does not cover (its stderr, its transcript).

@@ -187,6 +187,52 @@ pub fn persistent_tun(name: &str, uid: u32, mtu: Option<u32>, tap: bool) -> Resu
     Ok(if tap { end.ethernet() } else { end })
 }
 
+/// On b's thread: the persistent TUN device `name` given to `uid` (a later run of a stdio SUT, under a new
+/// uid). The harness (root) attaches to the device for the change and closes it again.
+pub fn reown_tun(name: &str, uid: u32) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let tun = crate::link::tun::open_tun(name)
+        .map_err(|e| HarnessError::lab(format!("SUT link: TUN device {name}: attach"), e))?;
+    for (req, what) in [(TUNSETOWNER, "TUNSETOWNER"), (TUNSETGROUP, "TUNSETGROUP")] {
+        // SAFETY: these ioctls take their argument by value.
+        if unsafe { libc::ioctl(tun.as_raw_fd(), req as _, uid as libc::c_ulong) } < 0 {
+            return Err(HarnessError::lab(
+                format!("SUT link: TUN device {name}: {what}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// On b's thread: whether device `name` is running (a TUN has carrier while a process has it attached).
+pub fn device_running(name: &str) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: fresh descriptor, owned here.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; zero is a valid start.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req
+        .ifr_name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the ifreq passed by pointer.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
+        return false;
+    }
+    // SAFETY: SIOCGIFFLAGS wrote the flags member of the union.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    flags as libc::c_int & libc::IFF_RUNNING != 0
+}
+
 /// The relay between a's TUN device and b's end.
 pub fn build(
     hosts: &Hosts,

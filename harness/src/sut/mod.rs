@@ -6,12 +6,18 @@
 //! - [`base64`] — the data fields' encoding.
 //! - [`process`] — one SUT per case: started in the sandbox, said hello, ended with the case.
 //! - [`sandbox`] — untrusted code: unprivileged uid, own PID and mount namespaces, rlimits, nothing left.
+//! - [`stdio`] — a passive stdio SUT (`--sut-mode stdio`): its stdin is what it sends, its stdout what it
+//!   received; started when a case asks, ended when its conversation is over.
+//! - [`stdio_session`] — one connection with a passive stdio SUT, host a's kernel socket on the other end:
+//!   the start and end of a case as `docs/driver-protocol.md` ("Other modes") says.
 
 pub mod base64;
 pub mod cgroup;
 pub mod driver;
 pub mod process;
 pub mod sandbox;
+pub mod stdio;
+pub mod stdio_session;
 
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +87,54 @@ pub struct SutSpec {
     pub attach: Attach,
     /// Per-case wall-clock limit, ms: past it the SUT is ended and the case errors.
     pub case_limit_ms: u64,
+    /// Driven (`netconform-sut/1` on stdin/stdout, the default) or a passive mode.
+    #[serde(default, skip_serializing_if = "SutMode::is_driven")]
+    pub mode: SutMode,
+}
+
+/// How netconform talks to the SUT (`docs/driver-protocol.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SutMode {
+    /// `netconform-sut/1` requests on stdin, replies on stdout.
+    #[default]
+    Driven,
+    /// One connection whose bytes are the SUT's stdio: stdin is what it sends, stdout what it received,
+    /// stdin EOF is shutdown(WR), its exit the end of its part ("Other modes").
+    Stdio { role: StdioRole, port: u16 },
+}
+
+impl SutMode {
+    pub fn is_driven(&self) -> bool {
+        matches!(self, SutMode::Driven)
+    }
+}
+
+/// Which end of the connection a stdio SUT is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StdioRole {
+    /// It listens on its port; host a connects.
+    Server,
+    /// It connects to host a's port; host a listens.
+    Client,
+}
+
+impl StdioRole {
+    pub fn parse(s: &str) -> Option<StdioRole> {
+        match s {
+            "server" => Some(StdioRole::Server),
+            "client" => Some(StdioRole::Client),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StdioRole::Server => "server",
+            StdioRole::Client => "client",
+        }
+    }
 }
 
 /// The per-case wall-clock limit unless `--sut-limit` says otherwise.
@@ -171,6 +225,10 @@ impl SutSpec {
             Attach::Tap { name } => env.push(("NETCONFORM_TAP".into(), name.clone())),
             Attach::Kernel => env.push(("NETCONFORM_DEV".into(), DEFAULT_DEVICE.into())),
         }
+        if let SutMode::Stdio { role, port } = self.mode {
+            env.push(("NETCONFORM_ROLE".into(), role.name().into()));
+            env.push(("NETCONFORM_PORT".into(), port.to_string()));
+        }
         env
     }
 
@@ -191,7 +249,13 @@ impl SutSpec {
             ("{dev}", self.attach.device().to_string()),
             (
                 "{port}",
-                ctx.port.map(|p| p.to_string()).unwrap_or_default(),
+                ctx.port
+                    .or(match self.mode {
+                        SutMode::Stdio { port, .. } => Some(port),
+                        SutMode::Driven => None,
+                    })
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
             ),
             ("{mtu}", get("NETCONFORM_MTU")),
             ("{family}", get("NETCONFORM_FAMILY")),
@@ -271,6 +335,7 @@ mod tests {
                 name: "tun144".into(),
             },
             case_limit_ms: DEFAULT_CASE_LIMIT_MS,
+            mode: SutMode::Driven,
         };
         let ctx = CaseContext {
             family: Family::Ipv4,
@@ -296,5 +361,18 @@ mod tests {
         );
         assert_eq!(Attach::parse("tap:"), None);
         assert_eq!(Attach::parse("kernel"), Some(Attach::Kernel));
+        // A stdio SUT is told its role and port, also as {port}.
+        let stdio = SutSpec {
+            command: vec!["sut".into(), "{port}".into()],
+            mode: SutMode::Stdio {
+                role: StdioRole::Client,
+                port: 6001,
+            },
+            ..spec
+        };
+        assert_eq!(stdio.argv(&ctx), vec!["sut", "6001"]);
+        let env = stdio.environment(&ctx);
+        assert!(env.contains(&("NETCONFORM_ROLE".into(), "client".into())));
+        assert!(env.contains(&("NETCONFORM_PORT".into(), "6001".into())));
     }
 }
