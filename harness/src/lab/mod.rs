@@ -208,12 +208,13 @@ impl Lab {
         let first = parts.lease.lock().unwrap().take();
         let lease = match (first, &parts.spec.attach) {
             (Some(lease), _) => Some(lease),
-            (None, Attach::Tun { name }) => {
+            (None, Attach::Tun { name } | Attach::Tap { name }) => {
+                let tap = matches!(parts.spec.attach, Attach::Tap { .. });
                 let lease = UidLease::take()?;
                 let (name, uid) = (name.clone(), lease.uid());
                 self.hosts
                     .host(Host::B)
-                    .run(move || crate::link::sut::reown_tun(&name, uid))??;
+                    .run(move || crate::link::sut::reown_tun(&name, uid, tap))??;
                 Some(lease)
             }
             (None, _) => None,

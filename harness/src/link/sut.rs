@@ -187,11 +187,11 @@ pub fn persistent_tun(name: &str, uid: u32, mtu: Option<u32>, tap: bool) -> Resu
     Ok(if tap { end.ethernet() } else { end })
 }
 
-/// On b's thread: the persistent TUN device `name` given to `uid` (a later run of a stdio SUT, under a new
-/// uid). The harness (root) attaches to the device for the change and closes it again.
-pub fn reown_tun(name: &str, uid: u32) -> Result<()> {
+/// On b's thread: the persistent TUN (or, with `tap`, TAP) device `name` given to `uid` (a later run of a
+/// stdio SUT, under a new uid). The harness (root) attaches to the device for the change and closes it again.
+pub fn reown_tun(name: &str, uid: u32, tap: bool) -> Result<()> {
     use std::os::fd::AsRawFd;
-    let tun = crate::link::tun::open_tun(name)
+    let tun = crate::link::tun::open_device(name, tap)
         .map_err(|e| HarnessError::lab(format!("SUT link: TUN device {name}: attach"), e))?;
     for (req, what) in [(TUNSETOWNER, "TUNSETOWNER"), (TUNSETGROUP, "TUNSETGROUP")] {
         // SAFETY: these ioctls take their argument by value.

@@ -74,7 +74,7 @@ impl StdioSut {
         spawn.uid = uid;
         spawn.env = spec.environment(ctx);
         spawn.fd3 = fd3;
-        spawn.dev_net_tun = matches!(spec.attach, Attach::Tun { .. });
+        spawn.dev_net_tun = matches!(spec.attach, Attach::Tun { .. } | Attach::Tap { .. });
         let mut sut = Sut::spawn(spawn)?;
         let stdin = Arc::new(Mutex::new(sut.take_stdin()));
         let stdout = Arc::new(Mutex::new(StdoutSoFar::default()));
