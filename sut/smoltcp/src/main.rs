@@ -10,9 +10,10 @@
 //! - smoltcp has no accept queue: a listening socket *is* the connection once a SYN arrives. A listener here is
 //!   a set of smoltcp sockets listening on one port (`backlog` of them, at least one), refilled as connections
 //!   complete; `accept` hands out an established one;
-//! - smoltcp has no close(2) either. `close` does what Linux does (RFC 1122 §4.2.2.13): FIN after the queued data,
-//!   RST instead when unread data is left or data arrives after the close; the socket lives on, without its id,
-//!   until smoltcp reaches CLOSED;
+//! - smoltcp has no close(2) either, only a FIN (`close`) and a RST (`abort`). `close` sends the FIN after the
+//!   queued data, or a RST when unread data is left (RFC 1122 §4.2.2.13, as Linux does); the socket lives on,
+//!   without its id, until smoltcp reaches CLOSED. Data arriving after that is taken and acknowledged by smoltcp,
+//!   which has no closed receive side: no RST (docs/smoltcp.md);
 //! - a RST is seen as the state going to CLOSED other than by the end of a close (smoltcp keeps no error);
 //!   `read` and `write` then report `ECONNRESET` once, and `connect` reports `ECONNREFUSED`.
 //!
@@ -244,10 +245,7 @@ impl Adapter {
         }
         let sockets = &mut self.sockets;
         self.orphans.retain(|&h| {
-            let socket = sockets.get_mut::<tcp::Socket>(h);
-            if socket.recv_queue() > 0 {
-                socket.abort(); // data after close: RST, as Linux does
-            }
+            let socket = sockets.get::<tcp::Socket>(h);
             if socket.state() == State::Closed && socket.local_endpoint().is_none() {
                 sockets.remove(h);
                 return false;
@@ -256,10 +254,10 @@ impl Adapter {
         });
     }
 
-    /// Polls, then sleeps until the stack's next timer, a packet, `deadline`, or (with `stdin`) a request line.
-    /// `false` when the deadline has passed.
+    /// Sleeps until the stack's next timer, a packet, `deadline`, or (with `stdin`) a request line, then polls
+    /// the stack. `false`, without sleeping, when the deadline has passed. Callers look at their socket between
+    /// two calls: a poll before the sleep could take in the very packet they wait for and then sleep past it.
     fn wait(&mut self, deadline: Option<Instant>, stdin: bool) -> bool {
-        self.poll();
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             return false;
@@ -276,6 +274,7 @@ impl Adapter {
         let count = if stdin { 2 } else { 1 };
         // SAFETY: `count` pollfds of the array.
         unsafe { libc::poll(fds.as_mut_ptr(), count, millis) };
+        self.poll();
         true
     }
 
@@ -382,6 +381,7 @@ impl Adapter {
 
     fn accept(&mut self, r: &Request) -> Reply {
         let deadline = r.deadline()?;
+        self.poll();
         loop {
             let Entry::Listener { queue, .. } = self.entry(r)? else { return Err("EINVAL") };
             let queue = queue.clone();
@@ -414,6 +414,7 @@ impl Adapter {
             let handle = self.sockets.add(socket);
             *self.entry(r)? = Entry::Tcp(Conn::new(handle, State::SynSent));
         }
+        self.poll();
         loop {
             let conn = self.conn(r)?;
             let (handle, reset) = (conn.handle, conn.reset);
@@ -440,6 +441,7 @@ impl Adapter {
         let data = r.data()?;
         let deadline = r.deadline()?;
         let mut queued = 0;
+        self.poll();
         loop {
             let conn = self.conn(r)?;
             let handle = conn.handle;
@@ -482,6 +484,7 @@ impl Adapter {
         let max = r.number("max")?.clamp(1, 1 << 24) as usize;
         let deadline = r.deadline()?;
         let eof = || Ok(fields([("data", "".into()), ("eof", true.into())]));
+        self.poll();
         loop {
             let conn = self.conn(r)?;
             let handle = conn.handle;
@@ -583,6 +586,7 @@ impl Adapter {
     fn recv_from(&mut self, r: &Request) -> Reply {
         let max = r.number("max")?.max(1) as usize;
         let deadline = r.deadline()?;
+        self.poll();
         loop {
             let handle = self.udp_handle(r)?;
             if let Ok((data, meta)) = self.sockets.get_mut::<udp::Socket>(handle).recv() {
