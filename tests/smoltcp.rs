@@ -53,27 +53,46 @@ const JUDGED: &[&str] = &[
 ];
 
 /// `netconform run` of `properties` against `sut` with a JSON report; returns (exit code, report, output).
-fn run(name: &str, sut: &str, attach: &str, properties: &[&str], cases: u32, seed: u64) -> (i32, Value, String) {
+fn run(
+    name: &str,
+    sut: &str,
+    attach: &str,
+    properties: &[&str],
+    cases: u32,
+    seed: u64,
+) -> (i32, Value, String) {
     let _one = RUNS.lock().unwrap_or_else(|p| p.into_inner());
     let dir = out_dir(name);
     let json = dir.join("report.json");
     let (cases, seed) = (cases.to_string(), seed.to_string());
-    let mut args = vec!["run", "--sut", sut, "--attach", attach, "--cases", &cases, "--seed", &seed];
+    let mut args = vec![
+        "run", "--sut", sut, "--attach", attach, "--cases", &cases, "--seed", &seed,
+    ];
     args.extend(["--shrink-time", "0", "--jobs", "16"]);
     for p in properties {
         args.extend(["--property", p]);
     }
-    let (j, o) = (json.to_string_lossy().into_owned(), dir.join("out").to_string_lossy().into_owned());
+    let (j, o) = (
+        json.to_string_lossy().into_owned(),
+        dir.join("out").to_string_lossy().into_owned(),
+    );
     args.extend(["--json", &j, "--out", &o]);
     let out = netconform(&args);
     let t = text(&out);
-    let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("no report ({e}):\n{t}")))
-        .unwrap();
+    let report = serde_json::from_str(
+        &std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("no report ({e}):\n{t}")),
+    )
+    .unwrap();
     (out.status.code().unwrap_or(-1), report, t)
 }
 
 fn property<'r>(report: &'r Value, id: &str) -> &'r Value {
-    report["properties"].as_array().unwrap().iter().find(|p| p["id"] == id).unwrap()
+    report["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap()
 }
 
 fn count(p: &Value, key: &str) -> u64 {
@@ -108,26 +127,50 @@ fn smoltcp_meets_the_driver_contract_over_fd_and_tun() {
 fn smoltcp_gives_its_known_findings_and_nothing_else() {
     let sut = adapter();
     for attach in ["fd", "tun:nc0"] {
-        let (rc, report, out) = run(&format!("smoltcp-{}", attach.replace(':', "-")), &sut, attach, JUDGED, 8, 18);
+        let (rc, report, out) = run(
+            &format!("smoltcp-{}", attach.replace(':', "-")),
+            &sut,
+            attach,
+            JUDGED,
+            8,
+            18,
+        );
         assert_eq!(rc, 1, "the known findings fail the run:\n{out}");
         for id in JUDGED {
             let p = property(&report, id);
-            assert_eq!(count(p, "error") + count(p, "invalid"), 0, "{attach} {id}: harness errors\n{out}");
+            assert_eq!(
+                count(p, "error") + count(p, "invalid"),
+                0,
+                "{attach} {id}: harness errors\n{out}"
+            );
             assert!(p["skipped"].is_null(), "{attach} {id} was skipped:\n{out}");
         }
-        for id in ["tcp.identity.four_tuple", "tcp.close.rst_on_unread", "tcp.close.half_close", "tcp.ack.coalescing"] {
+        for id in [
+            "tcp.identity.four_tuple",
+            "tcp.close.rst_on_unread",
+            "tcp.close.half_close",
+            "tcp.ack.coalescing",
+        ] {
             let p = property(&report, id);
             assert_eq!(count(p, "pass"), 8, "{attach} {id}:\n{out}");
         }
         // Finding 1: smoltcp's RST for a segment without ACK (other than a SYN) has no ACK bit.
         for s in summaries(property(&report, "tcp.rst.closed_port")) {
-            assert!(s.starts_with("RST for a segment without ACK must be <ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"), "{s}");
+            assert!(
+                s.starts_with(
+                    "RST for a segment without ACK must be <ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"
+                ),
+                "{s}"
+            );
         }
         // Finding 2: data after close() is acknowledged, never answered by RST.
         let p = property(&report, "tcp.close.write_after_peer_close");
         assert_eq!(count(p, "fail"), 8, "{out}");
         for s in summaries(p) {
-            assert!(s.starts_with("data sent after the peer's close() was not answered by a RST"), "{s}");
+            assert!(
+                s.starts_with("data sent after the peer's close() was not answered by a RST"),
+                "{s}"
+            );
         }
     }
 }
@@ -135,7 +178,14 @@ fn smoltcp_gives_its_known_findings_and_nothing_else() {
 /// Runs `property` against the adapter with `--fault fault`; returns the failing cases' summaries and the report.
 fn caught(fault: &str, property_id: &str, cases: u32, seed: u64) -> (Vec<String>, Value, String) {
     let sut = format!("{} --fault {fault}", adapter());
-    let (rc, report, out) = run(&format!("smoltcp-fault-{fault}"), &sut, "fd", &[property_id], cases, seed);
+    let (rc, report, out) = run(
+        &format!("smoltcp-fault-{fault}"),
+        &sut,
+        "fd",
+        &[property_id],
+        cases,
+        seed,
+    );
     assert_eq!(rc, 1, "{fault} must fail {property_id}:\n{out}");
     let p = property(&report, property_id);
     assert_eq!(count(p, "error"), 0, "{out}");
@@ -146,14 +196,24 @@ fn caught(fault: &str, property_id: &str, cases: u32, seed: u64) -> (Vec<String>
 fn fault_silent_closed_port_is_caught_by_the_closed_port_rst_property() {
     let (summaries, _, out) = caught("silent-closed-port", "tcp.rst.closed_port", 4, 1);
     assert_eq!(summaries.len(), 4, "{out}");
-    assert!(summaries.iter().all(|s| s.starts_with("no RST answered a segment to a closed port")), "{summaries:?}");
+    assert!(
+        summaries
+            .iter()
+            .all(|s| s.starts_with("no RST answered a segment to a closed port")),
+        "{summaries:?}"
+    );
 }
 
 #[test]
 fn fault_short_fin_ack_is_caught_by_half_close() {
     let (summaries, _, out) = caught("short-fin-ack", "tcp.close.half_close", 4, 1);
     assert_eq!(summaries.len(), 4, "{out}");
-    assert!(summaries.iter().all(|s| s.starts_with("B never acknowledged A's FIN")), "{summaries:?}");
+    assert!(
+        summaries
+            .iter()
+            .all(|s| s.starts_with("B never acknowledged A's FIN")),
+        "{summaries:?}"
+    );
 }
 
 /// smoltcp reads every window as 65535 (scaled): it sends past a's window when a's receive buffer is small. The
@@ -171,10 +231,14 @@ fn fault_ignore_peer_window_is_caught_by_the_window_invariant() {
     assert!(!pcaps.is_empty(), "{out}");
     let beyond_window = pcaps.iter().any(|pcap| {
         let t = text(&netconform(&["check", pcap.to_str().unwrap()]));
-        t.contains("FAIL tcp.window.respected: a segment goes beyond the receiver's right window edge")
-            && t.contains("B>A")
+        t.contains(
+            "FAIL tcp.window.respected: a segment goes beyond the receiver's right window edge",
+        ) && t.contains("B>A")
     });
-    assert!(beyond_window, "no capture shows b sending beyond a's window:\n{out}");
+    assert!(
+        beyond_window,
+        "no capture shows b sending beyond a's window:\n{out}"
+    );
 }
 
 /// Every fourth data segment leaves with a wrong TCP checksum; per-frame validity names the frame.
@@ -182,5 +246,10 @@ fn fault_ignore_peer_window_is_caught_by_the_window_invariant() {
 #[ignore = "needs per-frame validity (#17)"]
 fn fault_bad_checksum_is_caught_by_per_frame_validity() {
     let (summaries, _, out) = caught("bad-checksum", "tcp.close.half_close", 8, 1);
-    assert!(summaries.iter().any(|s| s.to_lowercase().contains("checksum")), "{summaries:?}\n{out}");
+    assert!(
+        summaries
+            .iter()
+            .any(|s| s.to_lowercase().contains("checksum")),
+        "{summaries:?}\n{out}"
+    );
 }

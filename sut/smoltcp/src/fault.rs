@@ -34,7 +34,10 @@ impl Fault {
     ];
 
     pub fn parse(name: &str) -> Option<Fault> {
-        Fault::NAMES.iter().find(|(n, _)| *n == name).map(|&(_, f)| f)
+        Fault::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, f)| f)
     }
 }
 
@@ -54,13 +57,18 @@ pub struct Faults {
 
 impl Faults {
     pub fn new(fault: Option<Fault>) -> Faults {
-        Faults { fault, ..Faults::default() }
+        Faults {
+            fault,
+            ..Faults::default()
+        }
     }
 
     /// A packet from the link, before smoltcp sees it.
     pub fn incoming(&mut self, packet: &mut [u8]) {
         let Some(fault) = self.fault else { return };
-        let Some((peer, us, mut tcp)) = tcp_segment(packet) else { return };
+        let Some((peer, us, mut tcp)) = tcp_segment(packet) else {
+            return;
+        };
         let flow = (peer, tcp.src_port(), tcp.dst_port());
         match fault {
             Fault::ShortFinAck if tcp.fin() => {
@@ -81,7 +89,9 @@ impl Faults {
     /// A packet smoltcp sends; `reply` when it answers the packet just received. `false`: drop it.
     pub fn outgoing(&mut self, packet: &mut [u8], reply: bool) -> bool {
         let Some(fault) = self.fault else { return true };
-        let Some((us, peer, mut tcp)) = tcp_segment(packet) else { return true };
+        let Some((us, peer, mut tcp)) = tcp_segment(packet) else {
+            return true;
+        };
         let flow = (peer, tcp.dst_port(), tcp.src_port());
         match fault {
             Fault::SilentClosedPort => !(reply && tcp.rst()),
@@ -93,12 +103,13 @@ impl Faults {
                 true
             }
             Fault::NoZeroWindowProbe => {
-                tcp.payload_mut().is_empty() || !self.zero_window.get(&flow).copied().unwrap_or(false)
+                tcp.payload_mut().is_empty()
+                    || !self.zero_window.get(&flow).copied().unwrap_or(false)
             }
             Fault::BadChecksum => {
                 if !tcp.payload_mut().is_empty() {
                     self.data_segments += 1;
-                    if self.data_segments % 4 == 0 {
+                    if self.data_segments.is_multiple_of(4) {
                         tcp.set_checksum(tcp.checksum() ^ 0x5a5a);
                     }
                 }

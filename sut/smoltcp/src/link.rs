@@ -54,12 +54,18 @@ impl Device for Link {
         }
         packet.truncate(n as usize);
         self.faults.incoming(&mut packet);
-        let reply = TxToken { link: self, reply: true };
+        let reply = TxToken {
+            link: self,
+            reply: true,
+        };
         Some((RxToken { packet }, reply))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
-        Some(TxToken { link: self, reply: false })
+        Some(TxToken {
+            link: self,
+            reply: false,
+        })
     }
 }
 
@@ -105,7 +111,11 @@ fn open_tun(name: &str) -> io::Result<RawFd> {
     }
     // SAFETY: ifreq is plain old data.
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+    for (slot, byte) in request
+        .ifr_name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *slot = byte as libc::c_char;
     }
     request.ifr_ifru.ifru_flags = IFF_TUN | IFF_NO_PI;

@@ -139,8 +139,12 @@ fn last_errno() -> i32 {
 fn env_address(name: &str) -> Result<(IpAddr, u8), String> {
     let text = std::env::var(name).map_err(|_| format!("{name} is not set"))?;
     let (address, prefix) = text.split_once('/').unwrap_or((&text, ""));
-    let address: IpAddr = address.parse().map_err(|_| format!("{name}={text:?} is not an address"))?;
-    let prefix = prefix.parse().unwrap_or(if address.is_ipv4() { 24 } else { 64 });
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| format!("{name}={text:?} is not an address"))?;
+    let prefix = prefix
+        .parse()
+        .unwrap_or(if address.is_ipv4() { 24 } else { 64 });
     Ok((address, prefix))
 }
 
@@ -155,9 +159,18 @@ struct Options {
 
 enum Entry {
     /// After `socket` (and maybe `bind`, `set_opt`): nothing exists in smoltcp yet.
-    Fresh { udp: bool, port: u16, options: Options },
+    Fresh {
+        udp: bool,
+        port: u16,
+        options: Options,
+    },
     /// After `listen`: smoltcp sockets listening on `port` or holding a connection not yet accepted.
-    Listener { port: u16, backlog: usize, options: Options, queue: Vec<SocketHandle> },
+    Listener {
+        port: u16,
+        backlog: usize,
+        options: Options,
+        queue: Vec<SocketHandle>,
+    },
     Tcp(Conn),
     Udp(SocketHandle),
 }
@@ -172,7 +185,12 @@ struct Conn {
 
 impl Conn {
     fn new(handle: SocketHandle, state: State) -> Conn {
-        Conn { handle, last: state, reset: false, reset_reported: false }
+        Conn {
+            handle,
+            last: state,
+            reset: false,
+            reset_reported: false,
+        }
     }
 }
 
@@ -193,9 +211,19 @@ impl Adapter {
         let ipv6 = std::env::var("NETCONFORM_FAMILY").as_deref() == Ok("ipv6");
         let (addr4, prefix4) = env_address("NETCONFORM_ADDR")?;
         let (addr6, prefix6) = env_address("NETCONFORM_ADDR6")?;
-        let (peer, _) = env_address(if ipv6 { "NETCONFORM_PEER6" } else { "NETCONFORM_PEER" })?;
-        let mtu = std::env::var("NETCONFORM_MTU").ok().and_then(|m| m.parse().ok()).unwrap_or(1500);
-        let seed: u64 = std::env::var("NETCONFORM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let (peer, _) = env_address(if ipv6 {
+            "NETCONFORM_PEER6"
+        } else {
+            "NETCONFORM_PEER"
+        })?;
+        let mtu = std::env::var("NETCONFORM_MTU")
+            .ok()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(1500);
+        let seed: u64 = std::env::var("NETCONFORM_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let mut link = Link::open(mtu, Faults::new(fault)).map_err(|e| format!("the link: {e}"))?;
         link::set_nonblocking(0).map_err(|e| format!("stdin: {e}"))?;
         let mut config = Config::new(HardwareAddress::Ip);
@@ -219,18 +247,26 @@ impl Adapter {
 
     /// Runs the stack: packets in and out, timers. Then notes resets, refills listeners, ends orphans.
     fn poll(&mut self) {
-        self.iface.poll(Instant::now(), &mut self.link, &mut self.sockets);
+        self.iface
+            .poll(Instant::now(), &mut self.link, &mut self.sockets);
         for entry in self.entries.values_mut() {
             match entry {
                 Entry::Tcp(conn) => {
                     let state = self.sockets.get::<tcp::Socket>(conn.handle).state();
                     // CLOSED other than after LAST-ACK or TIME-WAIT: a RST (or, in SYN-SENT, a refusal).
-                    if state == State::Closed && !matches!(conn.last, State::Closed | State::LastAck | State::TimeWait) {
+                    if state == State::Closed
+                        && !matches!(conn.last, State::Closed | State::LastAck | State::TimeWait)
+                    {
                         conn.reset = true;
                     }
                     conn.last = state;
                 }
-                Entry::Listener { port, backlog, options, queue } => {
+                Entry::Listener {
+                    port,
+                    backlog,
+                    options,
+                    queue,
+                } => {
                     queue.retain(|&h| self.sockets.get::<tcp::Socket>(h).state() != State::Closed);
                     while queue.len() < *backlog {
                         let mut socket = tcp_socket(options);
@@ -268,8 +304,16 @@ impl Adapter {
         }
         let millis = sleep.map_or(-1, |s| s.total_millis().min(i32::MAX as u64) as i32);
         let mut fds = [
-            libc::pollfd { fd: self.link.fd, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: self.link.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         let count = if stdin { 2 } else { 1 };
         // SAFETY: `count` pollfds of the array.
@@ -331,7 +375,11 @@ impl Adapter {
 
     fn ephemeral_port(&mut self) -> u16 {
         let port = self.next_port;
-        self.next_port = if port == u16::MAX { EPHEMERAL_FIRST } else { port + 1 };
+        self.next_port = if port == u16::MAX {
+            EPHEMERAL_FIRST
+        } else {
+            port + 1
+        };
         port
     }
 
@@ -341,12 +389,18 @@ impl Adapter {
             "udp" => true,
             _ => return Err("UNSUPPORTED"),
         };
-        let sock = self.add(Entry::Fresh { udp, port: 0, options: Options::default() });
+        let sock = self.add(Entry::Fresh {
+            udp,
+            port: 0,
+            options: Options::default(),
+        });
         Ok(fields([("sock", sock.into())]))
     }
 
     fn set_opt(&mut self, r: &Request) -> Reply {
-        let Entry::Fresh { options, .. } = self.entry(r)? else { return Err("EINVAL") };
+        let Entry::Fresh { options, .. } = self.entry(r)? else {
+            return Err("EINVAL");
+        };
         let value = r.0.get("value").ok_or("EINVAL")?;
         match r.text("opt")? {
             "rcv_buf" => options.rcv_buf = Some(value.as_u64().ok_or("EINVAL")?.max(1) as usize),
@@ -359,8 +413,17 @@ impl Adapter {
 
     fn bind(&mut self, r: &Request) -> Reply {
         let wanted = r.port()?;
-        let port = if wanted == 0 { self.ephemeral_port() } else { wanted };
-        let Entry::Fresh { udp, port: bound, .. } = self.entry(r)? else { return Err("EINVAL") };
+        let port = if wanted == 0 {
+            self.ephemeral_port()
+        } else {
+            wanted
+        };
+        let Entry::Fresh {
+            udp, port: bound, ..
+        } = self.entry(r)?
+        else {
+            return Err("EINVAL");
+        };
         *bound = port;
         if *udp {
             self.udp_handle(r)?;
@@ -370,11 +433,23 @@ impl Adapter {
 
     fn listen(&mut self, r: &Request) -> Reply {
         let backlog = r.number("backlog").unwrap_or(1).max(1) as usize;
-        let Entry::Fresh { udp: false, port, options } = *self.entry(r)? else { return Err("EINVAL") };
+        let Entry::Fresh {
+            udp: false,
+            port,
+            options,
+        } = *self.entry(r)?
+        else {
+            return Err("EINVAL");
+        };
         if port == 0 {
             return Err("EINVAL");
         }
-        *self.entry(r)? = Entry::Listener { port, backlog, options, queue: Vec::new() };
+        *self.entry(r)? = Entry::Listener {
+            port,
+            backlog,
+            options,
+            queue: Vec::new(),
+        };
         self.poll(); // creates the listening sockets
         Ok(Map::new())
     }
@@ -383,14 +458,18 @@ impl Adapter {
         let deadline = r.deadline()?;
         self.poll();
         loop {
-            let Entry::Listener { queue, .. } = self.entry(r)? else { return Err("EINVAL") };
+            let Entry::Listener { queue, .. } = self.entry(r)? else {
+                return Err("EINVAL");
+            };
             let queue = queue.clone();
             let ready = queue.iter().position(|&h| {
                 let state = self.sockets.get::<tcp::Socket>(h).state();
                 !matches!(state, State::Listen | State::SynReceived | State::Closed)
             });
             if let Some(i) = ready {
-                let Entry::Listener { queue, .. } = self.entry(r)? else { unreachable!() };
+                let Entry::Listener { queue, .. } = self.entry(r)? else {
+                    unreachable!()
+                };
                 let handle = queue.remove(i);
                 let state = self.sockets.get::<tcp::Socket>(handle).state();
                 let sock = self.add(Entry::Tcp(Conn::new(handle, state)));
@@ -406,11 +485,22 @@ impl Adapter {
     fn connect(&mut self, r: &Request) -> Reply {
         let port = r.port()?;
         let deadline = r.deadline()?;
-        if let Entry::Fresh { udp: false, port: local, options } = *self.entry(r)? {
-            let local = if local == 0 { self.ephemeral_port() } else { local };
+        if let Entry::Fresh {
+            udp: false,
+            port: local,
+            options,
+        } = *self.entry(r)?
+        {
+            let local = if local == 0 {
+                self.ephemeral_port()
+            } else {
+                local
+            };
             let mut socket = tcp_socket(&options);
             let remote = IpEndpoint::new(self.peer, port);
-            socket.connect(self.iface.context(), remote, local).map_err(|_| "EINVAL")?;
+            socket
+                .connect(self.iface.context(), remote, local)
+                .map_err(|_| "EINVAL")?;
             let handle = self.sockets.add(socket);
             *self.entry(r)? = Entry::Tcp(Conn::new(handle, State::SynSent));
         }
@@ -497,9 +587,16 @@ impl Adapter {
             let mut buffer = vec![0u8; max.min(socket.recv_queue().max(1))];
             match socket.recv_slice(&mut buffer) {
                 Ok(0) => {}
-                Ok(n) => return Ok(fields([("data", BASE64.encode(&buffer[..n]).into()), ("eof", false.into())])),
+                Ok(n) => {
+                    return Ok(fields([
+                        ("data", BASE64.encode(&buffer[..n]).into()),
+                        ("eof", false.into()),
+                    ]))
+                }
                 Err(tcp::RecvError::Finished) => return eof(),
-                Err(tcp::RecvError::InvalidState) if socket.state() == State::Closed => return eof(),
+                Err(tcp::RecvError::InvalidState) if socket.state() == State::Closed => {
+                    return eof()
+                }
                 Err(tcp::RecvError::InvalidState) => {} // still connecting
             }
             if !self.wait(Some(deadline), false) {
@@ -560,11 +657,24 @@ impl Adapter {
     fn udp_handle(&mut self, r: &Request) -> Result<SocketHandle, &'static str> {
         let port = match self.entry(r)? {
             Entry::Udp(handle) => return Ok(*handle),
-            Entry::Fresh { udp: true, port, .. } => *port,
-            Entry::Fresh { udp: false, .. } | Entry::Listener { .. } | Entry::Tcp(_) => return Err("EINVAL"),
+            Entry::Fresh {
+                udp: true, port, ..
+            } => *port,
+            Entry::Fresh { udp: false, .. } | Entry::Listener { .. } | Entry::Tcp(_) => {
+                return Err("EINVAL")
+            }
         };
-        let port = if port == 0 { self.ephemeral_port() } else { port };
-        let buffer = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; DEFAULT_BUFFER]);
+        let port = if port == 0 {
+            self.ephemeral_port()
+        } else {
+            port
+        };
+        let buffer = || {
+            udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; 64],
+                vec![0; DEFAULT_BUFFER],
+            )
+        };
         let mut socket = udp::Socket::new(buffer(), buffer());
         socket.bind(port).map_err(|_| "EINVAL")?;
         let handle = self.sockets.add(socket);
@@ -576,7 +686,11 @@ impl Adapter {
         let remote = IpEndpoint::new(self.peer, r.port()?);
         let data = r.data()?;
         let handle = self.udp_handle(r)?;
-        match self.sockets.get_mut::<udp::Socket>(handle).send_slice(&data, remote) {
+        match self
+            .sockets
+            .get_mut::<udp::Socket>(handle)
+            .send_slice(&data, remote)
+        {
             Ok(()) => Ok(fields([("n", data.len().into())])),
             Err(udp::SendError::BufferFull) => Err("EAGAIN"),
             Err(udp::SendError::Unaddressable) => Err("EDESTADDRREQ"),
@@ -609,7 +723,8 @@ impl Adapter {
                 socket.abort();
             }
         }
-        self.iface.poll(Instant::now(), &mut self.link, &mut self.sockets);
+        self.iface
+            .poll(Instant::now(), &mut self.link, &mut self.sockets);
     }
 }
 
@@ -664,7 +779,11 @@ impl Request<'_> {
 
     /// `timeout_ms` from now; absent means 0: one attempt.
     fn deadline(&self) -> Result<Instant, &'static str> {
-        let millis = self.0.get("timeout_ms").map_or(Some(0), Value::as_u64).ok_or("EINVAL")?;
+        let millis = self
+            .0
+            .get("timeout_ms")
+            .map_or(Some(0), Value::as_u64)
+            .ok_or("EINVAL")?;
         Ok(Instant::now() + Duration::from_millis(millis.min(86_400_000)))
     }
 }

@@ -44,20 +44,58 @@ fn says_hello_answers_requests_and_exits_when_stdin_closes() {
     let hello = next(&mut line);
     assert_eq!(hello["hello"], "netconform-sut/1");
     assert_eq!(hello["stack"], "smoltcp 0.12");
-    let caps: Vec<&str> = hello["caps"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
-    assert!(caps.contains(&"tcp") && caps.contains(&"udp") && caps.contains(&"abort"), "{caps:?}");
-    assert!(!caps.contains(&"shutdown_rd"), "smoltcp cannot stop reading: {caps:?}");
+    let caps: Vec<&str> = hello["caps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        caps.contains(&"tcp") && caps.contains(&"udp") && caps.contains(&"abort"),
+        "{caps:?}"
+    );
+    assert!(
+        !caps.contains(&"shutdown_rd"),
+        "smoltcp cannot stop reading: {caps:?}"
+    );
 
     for (request, expected) in [
-        (r#"{"id":1,"op":"socket","kind":"tcp"}"#, r#"{"id":1,"ok":true,"sock":0}"#),
-        (r#"{"id":2,"op":"state","sock":0}"#, r#"{"id":2,"ok":true,"state":"CLOSED"}"#),
-        (r#"{"id":3,"op":"bind","sock":0,"port":5000}"#, r#"{"id":3,"ok":true}"#),
-        (r#"{"id":4,"op":"listen","sock":0,"backlog":2}"#, r#"{"id":4,"ok":true}"#),
-        (r#"{"id":5,"op":"accept","sock":0,"timeout_ms":20}"#, r#"{"id":5,"ok":false,"err":"EAGAIN"}"#),
-        (r#"{"id":6,"op":"state","sock":0}"#, r#"{"id":6,"ok":true,"state":"LISTEN"}"#),
-        (r#"{"id":7,"op":"read","sock":9,"max":10}"#, r#"{"id":7,"ok":false,"err":"EBADF"}"#),
-        (r#"{"id":8,"op":"shutdown","sock":0,"how":"rd"}"#, r#"{"id":8,"ok":false,"err":"UNSUPPORTED"}"#),
-        (r#"{"id":9,"op":"fly"}"#, r#"{"id":9,"ok":false,"err":"UNSUPPORTED"}"#),
+        (
+            r#"{"id":1,"op":"socket","kind":"tcp"}"#,
+            r#"{"id":1,"ok":true,"sock":0}"#,
+        ),
+        (
+            r#"{"id":2,"op":"state","sock":0}"#,
+            r#"{"id":2,"ok":true,"state":"CLOSED"}"#,
+        ),
+        (
+            r#"{"id":3,"op":"bind","sock":0,"port":5000}"#,
+            r#"{"id":3,"ok":true}"#,
+        ),
+        (
+            r#"{"id":4,"op":"listen","sock":0,"backlog":2}"#,
+            r#"{"id":4,"ok":true}"#,
+        ),
+        (
+            r#"{"id":5,"op":"accept","sock":0,"timeout_ms":20}"#,
+            r#"{"id":5,"ok":false,"err":"EAGAIN"}"#,
+        ),
+        (
+            r#"{"id":6,"op":"state","sock":0}"#,
+            r#"{"id":6,"ok":true,"state":"LISTEN"}"#,
+        ),
+        (
+            r#"{"id":7,"op":"read","sock":9,"max":10}"#,
+            r#"{"id":7,"ok":false,"err":"EBADF"}"#,
+        ),
+        (
+            r#"{"id":8,"op":"shutdown","sock":0,"how":"rd"}"#,
+            r#"{"id":8,"ok":false,"err":"UNSUPPORTED"}"#,
+        ),
+        (
+            r#"{"id":9,"op":"fly"}"#,
+            r#"{"id":9,"ok":false,"err":"UNSUPPORTED"}"#,
+        ),
     ] {
         writeln!(stdin, "{request}").unwrap();
         let reply = next(&mut line);
@@ -76,7 +114,13 @@ fn an_unknown_fault_is_refused_with_the_known_ones() {
     let out = adapter().args(["--fault", "nonsense"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for name in ["silent-closed-port", "short-fin-ack", "no-zero-window-probe", "bad-checksum", "ignore-peer-window"] {
+    for name in [
+        "silent-closed-port",
+        "short-fin-ack",
+        "no-zero-window-probe",
+        "bad-checksum",
+        "ignore-peer-window",
+    ] {
         assert!(err.contains(name), "{err}");
     }
 }
