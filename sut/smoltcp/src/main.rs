@@ -5,8 +5,9 @@
 //! How the pieces map:
 //! - the link ([`link`]) is the descriptor netconform attached, fd 3 or a TUN device; smoltcp's interface gets
 //!   the lab addresses from `NETCONFORM_ADDR`/`NETCONFORM_ADDR6` and its random seed from `NETCONFORM_SEED`;
-//! - one loop ([`Adapter::wait`]) polls the stack, then sleeps in `poll(2)` on the link and stdin until the
-//!   stack's next timer, a packet, a request line or the request's deadline;
+//! - each request looks at its socket after every poll of the stack and otherwise sleeps ([`Adapter::wait`]) in
+//!   `poll(2)` on the link (and, between requests, stdin) until the stack's next timer, a packet, a request
+//!   line or the request's deadline;
 //! - smoltcp has no accept queue: a listening socket *is* the connection once a SYN arrives. A listener here is
 //!   a set of smoltcp sockets listening on one port (`backlog` of them, at least one), refilled as connections
 //!   complete; `accept` hands out an established one;
@@ -90,7 +91,9 @@ fn main() -> ExitCode {
             if !line.trim().is_empty() {
                 let reply = adapter.answer(line.trim());
                 adapter.poll();
-                send(&reply);
+                if let Some(reply) = reply {
+                    send(&reply);
+                }
             }
         }
         let mut chunk = [0u8; 65536];
@@ -322,12 +325,17 @@ impl Adapter {
         true
     }
 
-    fn answer(&mut self, line: &str) -> Value {
-        let Ok(Value::Object(request)) = serde_json::from_str::<Value>(line) else {
-            eprintln!("netconform-sut-smoltcp: not a request: {line}");
-            return json!({"id": null, "ok": false, "err": "EINVAL"});
+    /// The reply to one request line; `None` for a line that is not a request with an id (reported on stderr,
+    /// never answered: netconform could not match the reply).
+    fn answer(&mut self, line: &str) -> Option<Value> {
+        let request = match serde_json::from_str::<Value>(line) {
+            Ok(Value::Object(request)) if request.contains_key("id") => request,
+            Ok(_) | Err(_) => {
+                eprintln!("netconform-sut-smoltcp: not a request: {line}");
+                return None;
+            }
         };
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let id = request["id"].clone();
         let r = Request(&request);
         let result = match request.get("op").and_then(Value::as_str).unwrap_or("") {
             "socket" => self.socket(&r),
@@ -346,14 +354,14 @@ impl Adapter {
             "recv_from" => self.recv_from(&r),
             _ => Err("UNSUPPORTED"),
         };
-        match result {
+        Some(match result {
             Ok(mut fields) => {
                 fields.insert("id".into(), id);
                 fields.insert("ok".into(), Value::Bool(true));
                 Value::Object(fields)
             }
             Err(err) => json!({"id": id, "ok": false, "err": err}),
-        }
+        })
     }
 
     fn add(&mut self, entry: Entry) -> u64 {
@@ -441,9 +449,12 @@ impl Adapter {
         else {
             return Err("EINVAL");
         };
-        if port == 0 {
-            return Err("EINVAL");
-        }
+        // listen(2) on an unbound socket binds it to an ephemeral port first.
+        let port = if port == 0 {
+            self.ephemeral_port()
+        } else {
+            port
+        };
         *self.entry(r)? = Entry::Listener {
             port,
             backlog,

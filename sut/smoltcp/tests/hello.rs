@@ -96,6 +96,11 @@ fn says_hello_answers_requests_and_exits_when_stdin_closes() {
             r#"{"id":9,"op":"fly"}"#,
             r#"{"id":9,"ok":false,"err":"UNSUPPORTED"}"#,
         ),
+        // A line that is not a request is not answered: the next reply is the next request's.
+        (
+            "hello world\n{\"id\":10,\"op\":\"state\",\"sock\":0}",
+            r#"{"id":10,"ok":true,"state":"LISTEN"}"#,
+        ),
     ] {
         writeln!(stdin, "{request}").unwrap();
         let reply = next(&mut line);
