@@ -243,7 +243,6 @@ fn fault_ignore_peer_window_is_caught_by_the_window_invariant() {
 
 /// Every fourth data segment leaves with a wrong TCP checksum; per-frame validity names the frame.
 #[test]
-#[ignore = "needs per-frame validity (#17)"]
 fn fault_bad_checksum_is_caught_by_per_frame_validity() {
     let (summaries, _, out) = caught("bad-checksum", "tcp.close.half_close", 8, 1);
     assert!(
