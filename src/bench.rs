@@ -42,6 +42,13 @@ pub struct BenchArgs {
     /// With --soak: the first run's seed (run i uses seed + i).
     #[arg(long, default_value_t = 1000, requires = "soak")]
     seed: u64,
+    /// Measure cases/s with this system under test on host b (as `run --sut`); properties it cannot be
+    /// judged by are listed as skipped.
+    #[arg(long, conflicts_with = "soak")]
+    sut: Option<String>,
+    /// With --sut: fd, kernel or tun[:NAME] (as `run --attach`).
+    #[arg(long, default_value = "fd", requires = "sut")]
+    attach: String,
 }
 
 /// One soak run's outcome, read from its JSON report and its exit code.
@@ -361,20 +368,42 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
     // Cases a machine cannot run (read-only sysctls, no TUN) are skipped, as in `run`.
     let facilities = harness::lab::privileges::Facilities::probe();
     facilities.accept();
+    let (lab, offer) = match &args.sut {
+        None => (LabConfig::default(), harness::backend::Offer::kernel()),
+        Some(command) => {
+            let mut lab = LabConfig::default();
+            let spec = crate::cli::sut_spec(command, &args.attach, 60, &lab)?;
+            let hello = harness::sut::process::probe(&spec)?;
+            println!(
+                "sut: {} ({}), attachment {}",
+                hello.stack,
+                hello.families.join("+"),
+                args.attach
+            );
+            lab.sut = Some(spec);
+            let offer = harness::backend::Offer {
+                backend: hello.stack.clone(),
+                kernel: false,
+                caps: hello.caps.clone(),
+                ipv6: hello.ipv6(),
+            };
+            (lab, offer)
+        }
+    };
     for prop in props {
         let opts = RunOptions {
             cases: args.cases,
             seed: 1,
             jobs: args.jobs,
             families: vec![Family::Ipv4, Family::Ipv6],
-            lab: LabConfig::default(),
+            lab: lab.clone(),
             out_dir: std::env::temp_dir().join("netconform-bench"),
             pcap: PcapPolicy::Failures,
             shrink_budget: Duration::ZERO,
             shrink_max_cases: 0,
             confirm_runs: 0,
             html: false,
-            offer: harness::backend::Offer::kernel(),
+            offer: offer.clone(),
             facilities: facilities.clone(),
             partition: None,
             fail_fast: false,
@@ -383,6 +412,10 @@ pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
         let report = runner::run(&[prop], &opts, &|_| {});
         let secs = t.elapsed().as_secs_f64();
         let r = &report.properties[0];
+        if let Some(why) = &r.skipped {
+            println!("{:<24} skipped: {why}", r.id);
+            continue;
+        }
         println!(
             "{:<24} {:>5} cases in {:>6.2} s = {:>7.1} cases/s, up to {} at once  (pass {}, not passing {})",
             r.id,

@@ -467,7 +467,7 @@ fn list(json: bool, markdown: bool) {
 }
 
 /// The SUT of `--sut COMMAND --attach A`, checked against the rest of the lab settings.
-fn sut_spec(
+pub(crate) fn sut_spec(
     command: &str,
     attach: &str,
     limit_s: u64,

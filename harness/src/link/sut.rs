@@ -9,7 +9,11 @@
 //! - `tun:NAME`: a persistent TUN device NAME in b's namespace, owned by the SUT's uid, up, with no address
 //!   and IPv6 off (b's kernel stays out of the way); the SUT opens it by name (the sandbox gives it a
 //!   `/dev/net/tun` node) and is the IP layer. The harness reads and writes the device through an AF_PACKET
-//!   socket bound to it that ignores its own transmissions (`PACKET_IGNORE_OUTGOING`).
+//!   socket bound to it that ignores its own transmissions (`PACKET_IGNORE_OUTGOING`) and writes past the
+//!   device's queueing discipline (`PACKET_QDISC_BYPASS`): a persistent TUN device gets its real qdisc only when
+//!   the link watcher handles the carrier coming up as the SUT attaches, which on a busy machine comes up to
+//!   a second later (linkwatch batches events, net/core/link_watch.c); until then the `noop` qdisc drops every
+//!   packet sent to the SUT, its first SYN included.
 //! - `tap:NAME`: the same with a TAP device (Ethernet frames, read whole through a `SOCK_RAW` packet
 //!   socket); a's end of the relay is a TAP too, so the frames pass unchanged between the SUT and a's
 //!   kernel, which resolves the SUT's addresses by ARP and neighbour discovery as on any Ethernet.
@@ -83,6 +87,7 @@ const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
 const TUNSETGROUP: libc::c_ulong = 0x4004_54ce;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
 
 /// On b's thread: TUN (or, with `tap`, TAP) device `name` made persistent and owned by `uid`, up, no
 /// address, IPv6 off; returns an AF_PACKET end bound to it (whole Ethernet frames for a TAP). The device
@@ -148,21 +153,26 @@ pub fn persistent_tun(name: &str, uid: u32, mtu: Option<u32>, tap: bool) -> Resu
     // SAFETY: fresh descriptor, owned here.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
-    // SAFETY: an int option, passed by pointer with its size.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_PACKET,
-            PACKET_IGNORE_OUTGOING,
-            &one as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(HarnessError::lab(
-            step("PACKET_IGNORE_OUTGOING"),
-            std::io::Error::last_os_error(),
-        ));
+    for (option, what) in [
+        (PACKET_IGNORE_OUTGOING, "PACKET_IGNORE_OUTGOING"),
+        (PACKET_QDISC_BYPASS, "PACKET_QDISC_BYPASS"),
+    ] {
+        // SAFETY: an int option, passed by pointer with its size.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_PACKET,
+                option,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(HarnessError::lab(
+                step(what),
+                std::io::Error::last_os_error(),
+            ));
+        }
     }
     // SAFETY: sockaddr_ll is plain data; zero is a valid start.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };

@@ -4,7 +4,8 @@
 //! could still take `processes × address space`. A cgroup counts the resident memory of every process in
 //! it, children included, so it is the real bound. The group is created under the memory cgroup the harness
 //! itself is in (cgroup v1's `memory` hierarchy or the v2 unified one, as `/proc/self/cgroup` names it), as
-//! `netconform-<our pid>-<uid>`; the shim joins it before it forks the SUT (writing `0` to `cgroup.procs`
+//! `netconform-<our pid>-<uid>-<n>` (n counts the groups this process made: a name is never reused, so an
+//! earlier group whose removal is still pending cannot be removed under a later SUT); the shim joins it before it forks the SUT (writing `0` to `cgroup.procs`
 //! moves the writer), so nothing of the SUT ever runs outside it. Swap is not counted against the limit
 //! where the kernel has no swap accounting; the machine kinds this runs on have no swap.
 //!
@@ -36,14 +37,11 @@ pub struct MemoryCgroup {
 impl MemoryCgroup {
     /// Creates the group for the SUT of `uid`, limited to `bytes`. `Err` says why there is none.
     pub fn create(uid: u32, bytes: u64) -> Result<MemoryCgroup, String> {
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let (base, v2) = own_memory_cgroup()?;
-        let dir = base.join(format!("netconform-{}-{uid}", std::process::id()));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            // A group of an earlier SUT with this uid whose removal is still pending: reuse it.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
-        }
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = base.join(format!("netconform-{}-{uid}-{n}", std::process::id()));
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let group = MemoryCgroup {
             procs: CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
                 .map_err(|_| "cgroup path with a NUL byte".to_string())?,

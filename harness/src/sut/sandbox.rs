@@ -974,6 +974,12 @@ impl ChildPlan {
 
     unsafe fn shim_then_sut(&self) -> ! {
         let report = self.report;
+        // The fork copied every descriptor the harness had open at that moment, close-on-exec or not, and no
+        // exec comes for a long while (the SUT's mounts and uid change come first). Held here, another case's
+        // descriptor stays alive: its TUN device stays attached (that case's SUT then fails TUNSETIFF with
+        // EBUSY) and its pipes never reach EOF. Only stdio, our pipes and fd 3 are kept.
+        let mut keep = [0, 1, 2, report, self.reaped, self.fd3.unwrap_or(-1)];
+        close_all_but(&mut keep);
         // The shim dies with the harness thread that forked it; if the harness is already gone, stop.
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
             self.fail(report, Step::ShimDeathSignal);
@@ -1255,6 +1261,19 @@ unsafe fn shim(child: libc::pid_t, life: RawFd, reaped: RawFd, waited: &libc::si
             libc::_exit(127);
         }
     }
+}
+
+/// Closes every descriptor but those in `keep` (negative entries mean none); sorts `keep`, allocates nothing.
+unsafe fn close_all_but(keep: &mut [libc::c_int]) {
+    keep.sort_unstable();
+    let mut first = 0;
+    for &fd in keep.iter() {
+        if fd >= first {
+            close_range(first, fd - 1);
+            first = fd + 1;
+        }
+    }
+    close_range(first, libc::c_int::MAX);
 }
 
 /// Closes descriptors `first..=last` (nothing if the range is empty).
