@@ -25,6 +25,8 @@ pub const MAX_PACKET: usize = 65_600;
 pub struct PacketEnd {
     fd: OwnedFd,
     link: LinkType,
+    /// A packet socket on a SUT's TUN/TAP device, which has a reader only while a SUT process holds it.
+    detachable: bool,
 }
 
 /// What one non-blocking read found.
@@ -56,7 +58,23 @@ impl PacketEnd {
         Ok(PacketEnd {
             fd,
             link: LinkType::RawIp,
+            detachable: false,
         })
+    }
+
+    /// The same end, marked as a packet socket on a SUT's device (see [`PacketEnd::no_reader`]).
+    pub fn on_sut_device(self) -> PacketEnd {
+        PacketEnd {
+            detachable: true,
+            ..self
+        }
+    }
+
+    /// Whether `error` from [`PacketEnd::write`] means the device had no reader: ENOBUFS from a packet socket
+    /// that bypasses the qdisc on a TUN/TAP device whose queues are stopped because no process has it open
+    /// (a stdio SUT between runs or after it exited). The packet is lost as to a host that is down.
+    pub fn no_reader(&self, error: &std::io::Error) -> bool {
+        self.detachable && error.raw_os_error() == Some(libc::ENOBUFS)
     }
 
     /// The same end, carrying Ethernet frames (a TAP device, or a packet socket on one).

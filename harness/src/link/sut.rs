@@ -194,6 +194,7 @@ pub fn persistent_tun(name: &str, uid: u32, mtu: Option<u32>, tap: bool) -> Resu
         ));
     }
     let end = PacketEnd::new(sock).map_err(|e| HarnessError::lab(step("packet end"), e))?;
+    let end = end.on_sut_device();
     Ok(if tap { end.ethernet() } else { end })
 }
 

@@ -53,24 +53,58 @@ fn table(s: &mut String, report: &RunReport, verbosity: Verbosity) {
         "{:<idw$}  {:<14}  {:>5} {:>5} {:>5} {:>7} {:>5}  {:>17}  status",
         "property", "suite", "pass", "fail", "skip", "invalid", "error", "case time, summed"
     );
+    // A suite skipped whole for one reason (the stdio suite in a kernel run) is one row, unless -v.
+    let whole_suite_skip = |suite: &str| -> Option<(usize, &str)> {
+        let members: Vec<_> = report
+            .properties
+            .iter()
+            .filter(|p| p.suite == suite)
+            .collect();
+        let why = members.first()?.skipped.as_deref()?;
+        let one_reason = members.iter().all(|p| p.skipped.as_deref() == Some(why));
+        (verbosity != Verbosity::Verbose && members.len() > 1 && one_reason)
+            .then_some((members.len(), why))
+    };
+    let mut folded: Vec<(String, usize, &str)> = Vec::new();
     for p in &report.properties {
+        let (id, what) = match whole_suite_skip(&p.suite) {
+            Some((n, why)) => {
+                if folded.iter().any(|(suite, _, _)| *suite == p.suite) {
+                    continue;
+                }
+                folded.push((p.suite.clone(), n, why));
+                let skips: u64 = report
+                    .properties
+                    .iter()
+                    .filter(|q| q.suite == p.suite)
+                    .map(|q| q.skip)
+                    .sum();
+                (format!("({n} properties)"), skips)
+            }
+            None => (p.id.clone(), p.skip),
+        };
         let _ = writeln!(
             s,
             "{:<idw$}  {:<14}  {:>5} {:>5} {:>5} {:>7} {:>5}  {:>16.2}s  {}",
-            p.id,
+            id,
             p.suite,
             p.pass,
             p.fail,
-            p.skip,
+            what,
             p.invalid,
             p.error,
             p.duration_ms as f64 / 1000.0,
             p.status().to_uppercase()
         );
     }
+    for (suite, n, why) in &folded {
+        let _ = writeln!(s, "  skipped suite {suite} ({n} properties): {why}");
+    }
     for p in &report.properties {
         if let Some(why) = &p.skipped {
-            let _ = writeln!(s, "  skipped {}: {why}", p.id);
+            if whole_suite_skip(&p.suite).is_none() {
+                let _ = writeln!(s, "  skipped {}: {why}", p.id);
+            }
         }
     }
     for p in &report.properties {
