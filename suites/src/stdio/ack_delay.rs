@@ -4,12 +4,12 @@ use harness::property::{
     CaseEnv, CaseRng, Findings, Property, PropertyInfo, Subject, Verdict, Violation,
 };
 use harness::sock::Family;
-use harness::sut::stdio_session::{FirstClose, Plan};
+use harness::sut::stdio_session::FirstClose;
 use harness::trace::Trace;
 use harness::HarnessError;
 use serde::{Deserialize, Serialize};
 
-use super::common::{from_a, from_b, session, session_failure, stream, Sessions, STDIO};
+use super::common::{exchange, from_a, from_b, session, session_failure, Sessions, STDIO};
 
 /// RFC 9293 MUST-40: "an ACK should not be excessively delayed; in particular, the delay MUST be less than
 /// 0.5 seconds" — the bound a non-kernel stack is held to (`harness::backend::TimingBounds::RFC`).
@@ -59,11 +59,7 @@ impl Property for AckDelay {
     }
 
     fn execute(&self, c: &Self::Case, env: &CaseEnv) -> Result<Self::Observed, HarnessError> {
-        let plan = Plan::exchange(
-            stream(c.seed, 1, 100),
-            stream(c.seed, 2, c.a_bytes),
-            FirstClose::Sut,
-        );
+        let plan = exchange(c.seed, 100, c.a_bytes, FirstClose::Sut);
         Ok((vec![session(env, &plan)?], env.lab.link_round_trip()))
     }
 

@@ -3,13 +3,13 @@ use harness::property::{
     CaseEnv, CaseRng, Findings, Property, PropertyInfo, Subject, Verdict, Violation,
 };
 use harness::sock::Family;
-use harness::sut::stdio_session::{FirstClose, Plan};
+use harness::sut::stdio_session::FirstClose;
 use harness::trace::Trace;
 use harness::HarnessError;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    crash_violation, from_a, from_b, session, stream, stream_violation, Sessions, STDIO,
+    crash_violation, exchange, from_a, from_b, session, stream, stream_violation, Sessions, STDIO,
 };
 
 /// Half-close both ways through a stdio SUT (lab Q34).
@@ -78,11 +78,7 @@ impl Property for HalfClose {
     }
 
     fn execute(&self, c: &Self::Case, env: &CaseEnv) -> Result<Self::Observed, HarnessError> {
-        let plan = Plan::exchange(
-            stream(c.seed, 1, c.sut_bytes),
-            stream(c.seed, 2, c.a_bytes),
-            c.first,
-        );
+        let plan = exchange(c.seed, c.sut_bytes, c.a_bytes, c.first);
         Ok(vec![session(env, &plan)?])
     }
 

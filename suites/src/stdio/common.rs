@@ -3,7 +3,7 @@
 
 use harness::frame::Host;
 use harness::property::{Cap, CaseEnv, LinkKind, Needs, Violation};
-use harness::sut::stdio_session::{self, Plan, Session};
+use harness::sut::stdio_session::{self, FirstClose, Plan, Session};
 use harness::trace::{Trace, TraceFrame};
 use harness::wire::TcpRepr;
 use harness::HarnessError;
@@ -38,6 +38,12 @@ pub fn stream(seed: u64, tag: u8, len: usize) -> Vec<u8> {
             b'!' + (x % 94) as u8
         })
         .collect()
+}
+
+/// The plan most stdio cases use: the SUT sends `sut_bytes` of the case's stream 1, a sends `a_bytes` of its
+/// stream 2, and `first` closes first.
+pub fn exchange(seed: u64, sut_bytes: usize, a_bytes: usize, first: FirstClose) -> Plan {
+    Plan::exchange(stream(seed, 1, sut_bytes), stream(seed, 2, a_bytes), first)
 }
 
 /// A size in one of four bands: none, under one segment, a few segments, many.

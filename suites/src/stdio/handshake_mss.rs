@@ -2,13 +2,13 @@ use harness::property::{
     CaseEnv, CaseRng, Findings, Property, PropertyInfo, Subject, Verdict, Violation,
 };
 use harness::sock::Family;
-use harness::sut::stdio_session::{FirstClose, Plan};
+use harness::sut::stdio_session::FirstClose;
 use harness::trace::Trace;
 use harness::wire::TcpOption;
 use harness::HarnessError;
 use serde::{Deserialize, Serialize};
 
-use super::common::{b_syns, session, session_failure, stream, Sessions, STDIO};
+use super::common::{b_syns, exchange, session, session_failure, Sessions, STDIO};
 
 /// The SUT's SYN or SYN-ACK carries an MSS option that fits the link (lab Q12).
 ///
@@ -51,11 +51,7 @@ impl Property for MssPresent {
     }
 
     fn execute(&self, c: &Self::Case, env: &CaseEnv) -> Result<Self::Observed, HarnessError> {
-        let plan = Plan::exchange(
-            stream(c.seed, 1, 2000),
-            stream(c.seed, 2, 2000),
-            FirstClose::Sut,
-        );
+        let plan = exchange(c.seed, 2000, 2000, FirstClose::Sut);
         Ok(vec![session(env, &plan)?])
     }
 

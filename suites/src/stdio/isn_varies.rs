@@ -2,12 +2,12 @@ use harness::property::{
     CaseEnv, CaseRng, Findings, Property, PropertyInfo, Subject, Verdict, Violation,
 };
 use harness::sock::Family;
-use harness::sut::stdio_session::{FirstClose, Plan};
+use harness::sut::stdio_session::FirstClose;
 use harness::trace::Trace;
 use harness::HarnessError;
 use serde::{Deserialize, Serialize};
 
-use super::common::{b_syns, session, session_failure, stream, Sessions, STDIO};
+use super::common::{b_syns, exchange, session, session_failure, Sessions, STDIO};
 
 /// The SUT's initial sequence number is not constant across connections (lab Q16).
 ///
@@ -49,11 +49,7 @@ impl Property for IsnVaries {
     }
 
     fn execute(&self, c: &Self::Case, env: &CaseEnv) -> Result<Self::Observed, HarnessError> {
-        let plan = Plan::exchange(
-            stream(c.seed, 1, 100),
-            stream(c.seed, 2, 100),
-            FirstClose::Sut,
-        );
+        let plan = exchange(c.seed, 100, 100, FirstClose::Sut);
         Ok(vec![session(env, &plan)?, session(env, &plan)?])
     }
 

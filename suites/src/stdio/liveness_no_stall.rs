@@ -2,12 +2,12 @@ use harness::property::{
     CaseEnv, CaseRng, Findings, Property, PropertyInfo, Subject, Verdict, Violation,
 };
 use harness::sock::Family;
-use harness::sut::stdio_session::{FirstClose, Plan, SESSION_LIMIT};
+use harness::sut::stdio_session::{FirstClose, SESSION_LIMIT};
 use harness::trace::Trace;
 use harness::HarnessError;
 use serde::{Deserialize, Serialize};
 
-use super::common::{session, session_failure, stream, Sessions, STDIO};
+use super::common::{exchange, session, session_failure, Sessions, STDIO};
 
 /// No stall with data outstanding (a liveness check for student stacks, lab Q21).
 ///
@@ -57,11 +57,7 @@ impl Property for NoStall {
     }
 
     fn execute(&self, c: &Self::Case, env: &CaseEnv) -> Result<Self::Observed, HarnessError> {
-        let plan = Plan::exchange(
-            stream(c.seed, 1, c.sut_bytes),
-            stream(c.seed, 2, c.a_bytes),
-            FirstClose::Both,
-        );
+        let plan = exchange(c.seed, c.sut_bytes, c.a_bytes, FirstClose::Both);
         Ok(vec![session(env, &plan)?])
     }
 

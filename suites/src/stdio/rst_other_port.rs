@@ -2,12 +2,12 @@ use harness::property::{
     CaseEnv, CaseRng, Findings, Property, PropertyInfo, Subject, Verdict, Violation,
 };
 use harness::sock::Family;
-use harness::sut::stdio_session::{FirstClose, Plan, OTHER_PORT_WAIT};
+use harness::sut::stdio_session::{FirstClose, OTHER_PORT_WAIT};
 use harness::trace::Trace;
 use harness::HarnessError;
 use serde::{Deserialize, Serialize};
 
-use super::common::{from_a, from_b, session, session_failure, stream, Sessions, STDIO};
+use super::common::{exchange, from_a, from_b, session, session_failure, Sessions, STDIO};
 
 /// RST for a SYN to another port of the SUT (lab Q18).
 ///
@@ -50,11 +50,7 @@ impl Property for RstOtherPort {
     }
 
     fn execute(&self, c: &Self::Case, env: &CaseEnv) -> Result<Self::Observed, HarnessError> {
-        let mut plan = Plan::exchange(
-            stream(c.seed, 1, 500),
-            stream(c.seed, 2, 500),
-            FirstClose::Sut,
-        );
+        let mut plan = exchange(c.seed, 500, 500, FirstClose::Sut);
         plan.probe_other_port = true;
         Ok(vec![session(env, &plan)?])
     }

@@ -3,13 +3,13 @@ use harness::property::{
     CaseEnv, CaseRng, Findings, Property, PropertyInfo, Subject, Verdict, Violation,
 };
 use harness::sock::Family;
-use harness::sut::stdio_session::{FirstClose, Plan};
+use harness::sut::stdio_session::FirstClose;
 use harness::trace::Trace;
 use harness::HarnessError;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    gen_size, session, session_failure, stream, stream_violation, Sessions, STDIO,
+    exchange, gen_size, session, session_failure, stream, stream_violation, Sessions, STDIO,
 };
 
 /// Stream integrity both ways through a stdio SUT (lab Q19).
@@ -66,11 +66,7 @@ impl Property for StreamIntegrity {
     }
 
     fn execute(&self, c: &Self::Case, env: &CaseEnv) -> Result<Self::Observed, HarnessError> {
-        let plan = Plan::exchange(
-            stream(c.seed, 1, c.sut_bytes),
-            stream(c.seed, 2, c.a_bytes),
-            FirstClose::Both,
-        );
+        let plan = exchange(c.seed, c.sut_bytes, c.a_bytes, FirstClose::Both);
         Ok(vec![session(env, &plan)?])
     }
 

@@ -1,11 +1,11 @@
 use harness::property::{CaseEnv, CaseRng, Findings, Property, PropertyInfo, Subject, Verdict};
 use harness::sock::Family;
-use harness::sut::stdio_session::{FirstClose, Plan};
+use harness::sut::stdio_session::FirstClose;
 use harness::trace::Trace;
 use harness::HarnessError;
 use serde::{Deserialize, Serialize};
 
-use super::common::{crash_violation, from_a, session, stream, Sessions, MODE_CLAUSE, STDIO};
+use super::common::{crash_violation, exchange, from_a, session, Sessions, MODE_CLAUSE, STDIO};
 
 /// No crash (a check for student stacks, `docs/driver-protocol.md` "What changes for properties").
 ///
@@ -71,11 +71,7 @@ impl Property for NoCrash {
     fn execute(&self, c: &Self::Case, env: &CaseEnv) -> Result<Self::Observed, HarnessError> {
         let mut runs = Vec::new();
         for first in [FirstClose::A, c.second] {
-            let plan = Plan::exchange(
-                stream(c.seed, 1, c.sut_bytes),
-                stream(c.seed, 2, c.a_bytes),
-                first,
-            );
+            let plan = exchange(c.seed, c.sut_bytes, c.a_bytes, first);
             runs.push(session(env, &plan)?);
         }
         Ok(runs)
