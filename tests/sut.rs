@@ -310,7 +310,14 @@ fn a_sut_allocating_without_bound_is_stopped_by_its_memory_limit() {
     assert_eq!(rc, 1);
     for p in &problems {
         let v = &p["violation"];
-        if memory_cgroup_available() {
+        if memory_cgroup_available() && field(p, "status") == "error" {
+            // At the limit the kernel may first thrash the group's file pages (the interpreter's own code)
+            // before its OOM killer acts (seen once in a fresh-clone CI run): the request deadline ends the
+            // SUT first. Contained all the same (misbehaving() checked nothing is left).
+            let m = field(p, "message");
+            assert!(m.starts_with("SUT hung"), "{m}");
+            assert!(m.contains("alloc.py: allocating without bound"), "{m}");
+        } else if memory_cgroup_available() {
             // The SUT's memory cgroup (512 MiB) ends it: a crash that says why.
             assert_eq!(field(p, "status"), "fail", "{out}");
             assert_eq!(v["summary"], "SUT crashed", "{out}");

@@ -8,4 +8,4 @@ sys.stdin.readline()
 hoard = []
 print("alloc.py: allocating without bound", file=sys.stderr, flush=True)
 while True:
-    hoard.append(bytearray(64 << 20))
+    hoard.append(b"\x01" * (64 << 20))  # written, so every page is resident (calloc'd zeros would not be)
