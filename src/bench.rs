@@ -293,25 +293,51 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Labs built and torn down one after another, half with hosts prepared ahead (`harness::lab::pool`, as every
+/// run builds them) and half made on demand, in alternating blocks so that both see the same machine.
+fn lab_setup(labs: usize) -> Result<(), HarnessError> {
+    const BLOCK: usize = 50;
+    let mut times: [Vec<Duration>; 2] = Default::default();
+    let mut wall = [Duration::ZERO; 2];
+    let block = if labs < 2 * BLOCK { 1 } else { BLOCK };
+    for i in 0..labs {
+        let prepared = (i / block).is_multiple_of(2);
+        harness::lab::pool::prepare_ahead(prepared);
+        let t = Instant::now();
+        let lab = Lab::build(&LabConfig::default())?;
+        drop(lab);
+        let took = t.elapsed();
+        times[usize::from(!prepared)].push(took);
+        wall[usize::from(!prepared)] += took;
+    }
+    harness::lab::pool::prepare_ahead(true);
+    for (i, how) in ["hosts prepared ahead", "hosts made on demand"]
+        .iter()
+        .enumerate()
+    {
+        let times = &mut times[i];
+        if times.is_empty() {
+            continue;
+        }
+        times.sort();
+        println!(
+            "lab setup+teardown ({} labs, sequential, {how}): median {:.2} ms, p90 {:.2} ms, max {:.2} ms, {:.0} labs/s{}",
+            times.len(),
+            percentile(times, 0.5).as_secs_f64() * 1e3,
+            percentile(times, 0.9).as_secs_f64() * 1e3,
+            times.last().unwrap().as_secs_f64() * 1e3,
+            times.len() as f64 / wall[i].as_secs_f64(),
+            if i == 0 { "  (target ≤ 2 ms median)" } else { "" },
+        );
+    }
+    Ok(())
+}
+
 pub fn bench(args: BenchArgs) -> Result<i32, HarnessError> {
     if let Some(runs) = args.soak {
         return soak(runs.max(1), args.stress, args.seed);
     }
-    let mut times = Vec::with_capacity(args.labs);
-    for _ in 0..args.labs.max(1) {
-        let t = Instant::now();
-        let lab = Lab::build(&LabConfig::default())?;
-        drop(lab);
-        times.push(t.elapsed());
-    }
-    times.sort();
-    println!(
-        "lab setup+teardown ({} labs, sequential): median {:.2} ms, p90 {:.2} ms, max {:.2} ms  (target ≤ 2 ms median)",
-        times.len(),
-        percentile(&times, 0.5).as_secs_f64() * 1e3,
-        percentile(&times, 0.9).as_secs_f64() * 1e3,
-        times.last().unwrap().as_secs_f64() * 1e3,
-    );
+    lab_setup(args.labs.max(1))?;
     let props: Vec<_> = suites::all()
         .into_iter()
         .filter(|p| {

@@ -220,6 +220,74 @@ fn user_sysctls_and_exec_commands_apply_inside_the_host_only() {
     assert!(msg.contains("oops"), "{msg}");
 }
 
+/// Labs take their hosts from a pool made ahead (`harness::lab::pool`): each lab still gets two namespaces no
+/// earlier lab had, with nothing in them but its own link, no socket, and the lab defaults written.
+#[test]
+fn prepared_hosts_are_fresh_and_never_reused() {
+    let served = harness::lab::pool::served();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        // Time for the filler to make the next pair, as a case's own waiting gives it in a run.
+        std::thread::sleep(Duration::from_millis(30));
+        let lab = Lab::build(&LabConfig::default()).unwrap();
+        for host in [Host::A, Host::B] {
+            // The namespace's cookie: unlike its inode number, never given to another namespace until reboot.
+            let cookie = lab
+                .host(host)
+                .run(|| {
+                    let s = Socket::udp(Family::Ipv4).unwrap();
+                    let mut cookie = 0u64;
+                    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+                    // SAFETY: SO_NETNS_COOKIE writes a u64 into the buffer we own.
+                    let rc = unsafe {
+                        libc::getsockopt(
+                            std::os::fd::AsRawFd::as_raw_fd(&s),
+                            libc::SOL_SOCKET,
+                            libc::SO_NETNS_COOKIE,
+                            (&mut cookie as *mut u64).cast(),
+                            &mut len,
+                        )
+                    };
+                    assert_eq!(rc, 0, "SO_NETNS_COOKIE");
+                    cookie
+                })
+                .unwrap();
+            assert!(
+                seen.insert(cookie),
+                "host {} got a namespace an earlier lab had",
+                host.name()
+            );
+            let (devices, sockets, no_metrics) = lab
+                .host(host)
+                .run(|| {
+                    let read = |p: &str| std::fs::read_to_string(p).unwrap();
+                    let devices: Vec<String> = read("/proc/thread-self/net/dev")
+                        .lines()
+                        .skip(2)
+                        .map(|l| l.split(':').next().unwrap().trim().to_string())
+                        .collect();
+                    // Our cookie probe's socket is closed by now.
+                    let sockets = ["tcp", "tcp6", "udp", "udp6"]
+                        .iter()
+                        .map(|t| read(&format!("/proc/thread-self/net/{t}")).lines().count() - 1)
+                        .sum::<usize>();
+                    let no_metrics = read("/proc/sys/net/ipv4/tcp_no_metrics_save");
+                    (devices, sockets, no_metrics)
+                })
+                .unwrap();
+            let mut devices = devices;
+            devices.sort();
+            assert_eq!(devices, ["lo", "nc0"], "host {}", host.name());
+            assert_eq!(sockets, 0, "host {}: sockets in a new lab", host.name());
+            assert_eq!(no_metrics.trim(), "1", "host {}: lab defaults", host.name());
+        }
+    }
+    assert!(
+        harness::lab::pool::served() > served,
+        "no lab took a prepared pair of hosts"
+    );
+}
+
 #[test]
 fn sysctls_outside_net_are_refused() {
     assert!(harness::SysctlSetting::parse("a:kernel.panic=1").is_err());

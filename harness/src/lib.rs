@@ -8,7 +8,8 @@
 //! - [`ops`] — the operation language: per-host op lists, sockets by index, ops that do not apply are no-ops.
 //! - [`model`] — the reference model: generates meaningful programs and predicts what their outcomes must be.
 //! - [`lab`] — a lab is hosts plus a built link: `lab::hosts` (hosts `a`/`b` in anonymous network namespaces
-//!   on their own threads, sysctls and `--exec` commands per host, addresses; never imports `link`), netlink,
+//!   on their own threads, sysctls and `--exec` commands per host, addresses; never imports `link`), `lab::pool`
+//!   (pairs of hosts made ahead, each used once), netlink,
 //!   ethtool ioctl, privileges (rootless user namespace) and facilities (sysctls, TUN); `Lab::build` is the one place a link kind is chosen.
 //! - [`link`] — links that build themselves, one file each (`veth`, `relay`, `peer`) behind the
 //!   [`link::BuiltLink`] trait; packet ends, TUN devices and the relay's seeded impairments.

@@ -4,7 +4,8 @@
 //!
 //! Building a lab (≈2 ms, see `docs/kernel-facts.md`):
 //! 1. a host thread per host `unshare(CLONE_NEWNET)`s ([`worker::HostWorker`]); lab defaults are written to that
-//!    namespace's own sysctls before any interface exists, so new interfaces inherit them ([`hosts::Hosts`]);
+//!    namespace's own sysctls before any interface exists, so new interfaces inherit them ([`hosts::Hosts`]).
+//!    This step is done ahead of time by [`pool`], which keeps fresh pairs ready and hands each out once;
 //! 2. the link builds itself in the hosts' namespaces (veth: `harness/src/link/veth.rs`; relay and peer: TUN
 //!    devices, `harness/src/link/tun.rs`);
 //! 3. user sysctls, then user `--exec` commands, run inside each host's namespace (after the link, so they can
@@ -14,6 +15,7 @@
 //!
 //! - [`hosts`] — the two hosts before any link: threads, default and user sysctls, `--exec`, addresses,
 //!   receive-buffer limits, and the per-host bring-up steps link files share. Never imports [`crate::link`].
+//! - [`pool`] — pairs of hosts made ahead by a background thread, each used by one lab only.
 //! - [`worker`] — host threads, one per lab host, living inside its namespace; work is sent to them as closures.
 //! - [`nsfd`] — namespaces held by descriptors, and the namespace a socket lives in (`SIOCGSKNS`).
 //! - [`netlink`] — a small hand-written rtnetlink client: links, addresses, routes, neighbours.
@@ -25,6 +27,7 @@ pub mod ethtool;
 pub mod hosts;
 pub mod netlink;
 pub mod nsfd;
+pub mod pool;
 pub mod privileges;
 pub mod worker;
 
@@ -120,7 +123,7 @@ impl Lab {
     /// Builds the lab of one case: with a SUT on b (`config.sut`), the SUT is started for `case` once
     /// the link is up, and has said hello when this returns.
     pub fn build_case(config: &LabConfig, case: &CaseContext) -> Result<Lab> {
-        let hosts = Hosts::spawn()?;
+        let hosts = pool::take()?;
         let options = LinkOptions {
             mtu: config.mtu,
             static_neighbours: !config.dynamic_neighbours,
