@@ -94,7 +94,8 @@ pub fn run(fault: Option<Fault>) -> Result<(), String> {
         let delay = iface.poll_delay(Instant::now(), &sockets);
         match sockets.get::<tcp::Socket>(handle).state() {
             State::Closed => {
-                if !(closed && !stdout_open) {
+                let both_fins = closed && !stdout_open;
+                if !both_fins {
                     eprintln!("netconform-sut-smoltcp: the connection was reset or refused");
                 }
                 return Ok(());
