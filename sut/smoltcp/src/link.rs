@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 
 use crate::fault::Faults;
 
@@ -31,6 +31,20 @@ impl Link {
         };
         set_nonblocking(fd)?;
         Ok(Link { fd, mtu, faults })
+    }
+
+    /// Sleeps in poll(2) until a packet arrives on the link, `also` (another descriptor, such as stdin) is
+    /// readable, or `timeout` passes (`None`: no timeout). The caller then polls the stack.
+    pub fn wait(&self, timeout: Option<Duration>, also: Option<RawFd>) {
+        let millis = timeout.map_or(-1, |t| t.total_millis().min(i32::MAX as u64) as i32);
+        let pollfd = |fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let mut fds = [pollfd(self.fd), pollfd(also.unwrap_or(-1))];
+        // SAFETY: the array and its length are passed together; a negative fd is ignored by poll(2).
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
     }
 }
 

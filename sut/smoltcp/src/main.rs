@@ -20,9 +20,13 @@
 //!
 //! Declared caps: everything but `shutdown_rd`, which smoltcp cannot do (its sockets always take data).
 //! Fault variants for netconform's own tests are in [`fault`], off unless `--fault NAME` is given.
+//!
+//! `--stdio` runs the passive stdio mode instead ([`stdio`]): no protocol, one connection whose bytes are the
+//! process's stdin and stdout, on the same link and stack setup ([`stack`]).
 
 mod fault;
 mod link;
+mod stdio;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -69,6 +73,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if std::env::args().any(|a| a == "--stdio") {
+        return match stdio::run(fault) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("netconform-sut-smoltcp: {why}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let mut adapter = match Adapter::new(fault) {
         Ok(adapter) => adapter,
         Err(why) => {
@@ -151,6 +164,46 @@ fn env_address(name: &str) -> Result<(IpAddr, u8), String> {
     Ok((address, prefix))
 }
 
+/// `NETCONFORM_SEED`, 0 if unset.
+fn env_seed() -> u64 {
+    std::env::var("NETCONFORM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The first ephemeral port: a seeded offset into IANA's dynamic range.
+fn first_ephemeral_port(seed: u64) -> u16 {
+    EPHEMERAL_FIRST + (seed % 16384) as u16
+}
+
+/// smoltcp on the link netconform attached, set up from the environment it gives every SUT (both modes): the
+/// lab addresses (`NETCONFORM_ADDR`, `NETCONFORM_ADDR6`), the MTU, and `seed` for smoltcp's random numbers (ISNs).
+/// Returns the interface, the link and the peer's address of the case's family.
+fn stack(fault: Option<Fault>, seed: u64) -> Result<(Interface, Link, IpAddress), String> {
+    let ipv6 = std::env::var("NETCONFORM_FAMILY").as_deref() == Ok("ipv6");
+    let (addr4, prefix4) = env_address("NETCONFORM_ADDR")?;
+    let (addr6, prefix6) = env_address("NETCONFORM_ADDR6")?;
+    let (peer, _) = env_address(if ipv6 {
+        "NETCONFORM_PEER6"
+    } else {
+        "NETCONFORM_PEER"
+    })?;
+    let mtu = std::env::var("NETCONFORM_MTU")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1500);
+    let mut link = Link::open(mtu, Faults::new(fault)).map_err(|e| format!("the link: {e}"))?;
+    let mut config = Config::new(HardwareAddress::Ip);
+    config.random_seed = seed;
+    let mut iface = Interface::new(config, &mut link, Instant::now());
+    iface.update_ip_addrs(|addrs| {
+        let _ = addrs.push(IpCidr::new(addr4.into(), prefix4));
+        let _ = addrs.push(IpCidr::new(addr6.into(), prefix6));
+    });
+    Ok((iface, link, peer.into()))
+}
+
 type Reply = Result<Map<String, Value>, &'static str>;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -211,31 +264,9 @@ struct Adapter {
 
 impl Adapter {
     fn new(fault: Option<Fault>) -> Result<Adapter, String> {
-        let ipv6 = std::env::var("NETCONFORM_FAMILY").as_deref() == Ok("ipv6");
-        let (addr4, prefix4) = env_address("NETCONFORM_ADDR")?;
-        let (addr6, prefix6) = env_address("NETCONFORM_ADDR6")?;
-        let (peer, _) = env_address(if ipv6 {
-            "NETCONFORM_PEER6"
-        } else {
-            "NETCONFORM_PEER"
-        })?;
-        let mtu = std::env::var("NETCONFORM_MTU")
-            .ok()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(1500);
-        let seed: u64 = std::env::var("NETCONFORM_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut link = Link::open(mtu, Faults::new(fault)).map_err(|e| format!("the link: {e}"))?;
+        let seed = env_seed();
+        let (iface, link, peer) = stack(fault, seed)?;
         link::set_nonblocking(0).map_err(|e| format!("stdin: {e}"))?;
-        let mut config = Config::new(HardwareAddress::Ip);
-        config.random_seed = seed;
-        let mut iface = Interface::new(config, &mut link, Instant::now());
-        iface.update_ip_addrs(|addrs| {
-            let _ = addrs.push(IpCidr::new(addr4.into(), prefix4));
-            let _ = addrs.push(IpCidr::new(addr6.into(), prefix6));
-        });
         Ok(Adapter {
             iface,
             link,
@@ -243,8 +274,8 @@ impl Adapter {
             entries: BTreeMap::new(),
             next_id: 0,
             orphans: Vec::new(),
-            peer: peer.into(),
-            next_port: EPHEMERAL_FIRST + (seed % 16384) as u16,
+            peer,
+            next_port: first_ephemeral_port(seed),
         })
     }
 
@@ -305,22 +336,7 @@ impl Adapter {
         if let Some(deadline) = deadline {
             sleep = Some(sleep.map_or(deadline - now, |s| s.min(deadline - now)));
         }
-        let millis = sleep.map_or(-1, |s| s.total_millis().min(i32::MAX as u64) as i32);
-        let mut fds = [
-            libc::pollfd {
-                fd: self.link.fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: 0,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let count = if stdin { 2 } else { 1 };
-        // SAFETY: `count` pollfds of the array.
-        unsafe { libc::poll(fds.as_mut_ptr(), count, millis) };
+        self.link.wait(sleep, stdin.then_some(0));
         self.poll();
         true
     }
