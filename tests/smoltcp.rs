@@ -50,6 +50,7 @@ const JUDGED: &[&str] = &[
     "tcp.close.write_after_peer_close",
     "tcp.ack.coalescing",
     "tcp.flow.window_bound",
+    "tcp.zero_window.sender",
 ];
 
 /// `netconform run` of `properties` against `sut` with a JSON report; returns (exit code, report, output).
@@ -122,7 +123,7 @@ fn smoltcp_meets_the_driver_contract_over_fd_and_tun() {
 }
 
 /// Every judged property runs with no harness error, over both attachments; the ones smoltcp conforms to pass,
-/// and the two with known findings (docs/smoltcp.md) fail only with those findings.
+/// and the three with known findings (docs/smoltcp.md) fail only with those findings.
 #[test]
 fn smoltcp_gives_its_known_findings_and_nothing_else() {
     let sut = adapter();
@@ -171,6 +172,13 @@ fn smoltcp_gives_its_known_findings_and_nothing_else() {
                 s.starts_with("data sent after the peer's close() was not answered by a RST"),
                 "{s}"
             );
+        }
+        // Finding 3: smoltcp never probes a zero window (the 3.3–4 s of every case are long enough for two).
+        let p = property(&report, "tcp.zero_window.sender");
+        assert_eq!(count(p, "pass"), 0, "{out}");
+        assert!(count(p, "fail") >= 6, "{out}");
+        for s in summaries(p) {
+            assert_eq!(s, "b never probed a's zero window", "{out}");
         }
     }
 }
@@ -251,4 +259,38 @@ fn fault_bad_checksum_is_caught_by_per_frame_validity() {
             .any(|s| s.to_lowercase().contains("checksum")),
         "{summaries:?}\n{out}"
     );
+}
+
+/// Nothing leaves while a's window is zero: no probe. Stock smoltcp 0.12 does not probe either (finding 3 of
+/// docs/smoltcp.md), so the variant fails the same way; the violation names a's zero-window frame and the RFC's
+/// bound a non-kernel stack is held to.
+#[test]
+fn fault_no_zero_window_probe_is_caught_by_zero_window_sender() {
+    let (summaries, report, out) = caught("no-zero-window-probe", "tcp.zero_window.sender", 4, 1);
+    assert!(summaries.len() >= 3, "{out}");
+    assert!(
+        summaries
+            .iter()
+            .all(|s| s == "b never probed a's zero window"),
+        "{summaries:?}"
+    );
+    let v = &property(&report, "tcp.zero_window.sender")["problems"][0]["violation"];
+    assert_eq!(
+        v["clause"], "RFC 9293 §3.8.6.1 (MUST-35: probing of zero windows MUST be supported)",
+        "{v}"
+    );
+    assert_eq!(v["field"], "zero-window probe", "{v}");
+    assert!(
+        v["expected"].as_str().is_some_and(
+            |e| e.starts_with("a probe within 2000 ms of the zero window (RFC 9293 SHLD-29/30")
+        ),
+        "{v}"
+    );
+    assert!(
+        v["actual"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("none while the window stayed zero for")),
+        "{v}"
+    );
+    assert_eq!(v["frames"].as_array().map(Vec::len), Some(1), "{v}");
 }

@@ -153,6 +153,7 @@ fn the_kernel_adapter_gives_the_direct_runs_verdicts() {
         "tcp.identity.four_tuple",
         "tcp.flow.window_bound",
         "tcp.ack.coalescing",
+        "tcp.zero_window.sender",
     ] {
         assert!(
             judged.iter().any(|j| j == id),

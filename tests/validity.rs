@@ -189,8 +189,8 @@ fn check_finds_nothing_in_clean_captures_of_every_suite() {
             }
         }
     }
-    // 27 properties × 8 cases (families alternate).
-    assert_eq!(pcaps.len(), 27 * 8, "{}", text(&out));
+    // 28 properties × 8 cases (families alternate).
+    assert_eq!(pcaps.len(), 28 * 8, "{}", text(&out));
     for pcap in &pcaps {
         let (code, c) = check(pcap);
         assert_eq!(code, Some(0), "{}:\n{c}", pcap.display());

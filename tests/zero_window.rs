@@ -2,6 +2,9 @@
 //! sends makes `tcp.zero_window.probes` fail with "no zero-window probe"; an nft rule that rewrites every
 //! window b advertises after the handshake to 0, so b's window update never says the window opened, makes it
 //! fail with "not every byte written was read" and "no window update ever followed the zero window".
+//!
+//! `tcp.zero_window.sender` (b sends into a's zero window) passes with the kernel as b, and fails with "b never
+//! probed a's zero window" when an nft rule drops b's probes; with smoltcp as b it is `tests/smoltcp.rs`.
 
 mod common;
 
@@ -55,4 +58,52 @@ fn a_window_update_rewritten_to_zero_fails_zero_window_probes() {
         "{t}"
     );
     assert!(t.contains("field:    bytes read by b"), "{t}");
+}
+
+/// b drops its own pure ACKs: as the sender of `tcp.zero_window.sender` (b accepted, a sends no data) its only
+/// pure ACKs are its zero-window probes.
+const B_DROPS_PROBES: &str = "b:nft add table inet t; \
+     nft add chain inet t o { type filter hook output priority 0 \\; }; \
+     nft add rule inet t o meta nfproto ipv4 tcp flags == ack ip length { 40, 52 } drop; \
+     nft add rule inet t o meta nfproto ipv6 tcp flags == ack ip6 length { 20, 32 } drop";
+
+#[test]
+fn the_kernel_as_sender_passes_zero_window_sender() {
+    let out = netconform(&[
+        "run",
+        "--property",
+        "tcp.zero_window.sender",
+        "--cases",
+        "8",
+        "--seed",
+        "3",
+        "--out",
+        out_dir("zw-sender-pass").to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("Linux tcp_probe0_when: 200 ms"), "{t}");
+}
+
+#[test]
+fn dropping_bs_probes_fails_zero_window_sender() {
+    let t = fails_with_fault(
+        "zw-sender-drop-probes",
+        "tcp.zero_window.sender",
+        B_DROPS_PROBES,
+        7,
+        2,
+    );
+    assert!(
+        t.contains("b never probed a's zero window [RFC 9293 §3.8.6.1 (MUST-35: probing of zero windows MUST be supported)]"),
+        "{t}"
+    );
+    assert!(
+        t.contains("field:    zero-window probe")
+            && t.contains(
+                "expected: a probe within 290 ms of the zero window (Linux tcp_probe0_when"
+            )
+            && t.contains("actual:   none while the window stayed zero for"),
+        "{t}"
+    );
 }

@@ -45,6 +45,7 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &udp::no_retransmit::NoRetransmit,
         &tcp::zero_window_probes::ZeroWindowProbes,
         &tcp::zero_window_peer::PeerZeroWindow,
+        &tcp::zero_window_sender::ZeroWindowSender,
         &tcp::ack_coalescing::AckCoalescing,
         &tcp::nagle::Nagle,
         &tcp::sws_avoidance::SwsAvoidance,

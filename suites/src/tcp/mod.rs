@@ -22,6 +22,8 @@
 //! Zero windows (`tcp-data`), helpers in `zero_window_common`:
 //! - [`zero_window_probes`] — `tcp.zero_window.probes`: against a kernel receiver.
 //! - [`zero_window_peer`] — `tcp.zero_window.peer`: against a scripted peer.
+//! - [`zero_window_sender`] — `tcp.zero_window.sender`: b (the kernel or a driven SUT) as the sender, a's kernel
+//!   as the receiver; Linux's probe schedule for the kernel, the RFC's for any other stack.
 //!
 //! When segments and ACKs leave (`tcp-data`): ACK coalescing (delayed ACKs), Nagle / TCP_NODELAY / TCP_CORK /
 //! PSH, and silly window syndrome avoidance on both sides:
@@ -65,3 +67,4 @@ pub mod state_transitions;
 pub mod sws_avoidance;
 pub mod zero_window_peer;
 pub mod zero_window_probes;
+pub mod zero_window_sender;

@@ -1,6 +1,6 @@
 //! Helpers shared by the zero-window properties (suite `tcp-data`): a kernel sender facing a kernel receiver whose
 //! buffer is full (`tcp.zero_window.probes`), and facing a scripted peer that closes and reopens its window on cue
-//! (`tcp.zero_window.peer`).
+//! (`tcp.zero_window.peer`), and b as the sender facing a's full buffer (`tcp.zero_window.sender`).
 
 use std::time::Duration;
 
