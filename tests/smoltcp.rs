@@ -18,29 +18,6 @@ use serde_json::Value;
 /// One lab run at a time: each uses every core.
 static RUNS: Mutex<()> = Mutex::new(());
 
-/// A world-readable copy of the adapter, under a directory of this test process.
-fn adapter() -> String {
-    use std::os::unix::fs::PermissionsExt;
-    let built = bin().with_file_name("netconform-sut-smoltcp");
-    assert!(
-        built.exists(),
-        "{} is missing: `cargo build --release` at the workspace root builds it",
-        built.display()
-    );
-    let dir = std::env::temp_dir().join(format!("netconform-smoltcp-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let installed = dir.join("netconform-sut-smoltcp");
-    if !installed.exists() {
-        // Copied under a name of this thread, then renamed: tests running at once never see half a file.
-        let partial = dir.join(format!("{:?}.partial", std::thread::current().id()));
-        std::fs::copy(&built, &partial).unwrap();
-        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::rename(&partial, &installed).unwrap();
-    }
-    installed.to_string_lossy().into_owned()
-}
-
 /// The properties that can judge smoltcp through the adapter (the others need b's kernel or judge a).
 const JUDGED: &[&str] = &[
     "tcp.identity.four_tuple",
@@ -112,7 +89,7 @@ fn summaries(p: &Value) -> Vec<String> {
 
 #[test]
 fn smoltcp_meets_the_driver_contract_over_fd_and_tun() {
-    let sut = adapter();
+    let sut = smoltcp_adapter();
     for (attach, family) in [("fd", "ipv4"), ("fd", "ipv6"), ("tun:nc0", "ipv4")] {
         let _one = RUNS.lock().unwrap_or_else(|p| p.into_inner());
         let out = netconform(&["sut-check", "--attach", attach, "--family", family, &sut]);
@@ -126,7 +103,7 @@ fn smoltcp_meets_the_driver_contract_over_fd_and_tun() {
 /// and the three with known findings (docs/smoltcp.md) fail only with those findings.
 #[test]
 fn smoltcp_gives_its_known_findings_and_nothing_else() {
-    let sut = adapter();
+    let sut = smoltcp_adapter();
     for attach in ["fd", "tun:nc0"] {
         let (rc, report, out) = run(
             &format!("smoltcp-{}", attach.replace(':', "-")),
@@ -185,7 +162,7 @@ fn smoltcp_gives_its_known_findings_and_nothing_else() {
 
 /// Runs `property` against the adapter with `--fault fault`; returns the failing cases' summaries and the report.
 fn caught(fault: &str, property_id: &str, cases: u32, seed: u64) -> (Vec<String>, Value, String) {
-    let sut = format!("{} --fault {fault}", adapter());
+    let sut = format!("{} --fault {fault}", smoltcp_adapter());
     let (rc, report, out) = run(
         &format!("smoltcp-fault-{fault}"),
         &sut,
@@ -276,7 +253,7 @@ fn fault_no_zero_window_probe_is_caught_by_zero_window_sender() {
     );
     let v = &property(&report, "tcp.zero_window.sender")["problems"][0]["violation"];
     assert_eq!(
-        v["clause"], "RFC 9293 §3.8.6.1 (MUST-35: probing of zero windows MUST be supported)",
+        v["clause"], "RFC 9293 §3.8.6.1 (MUST-36: probing of zero windows MUST be supported)",
         "{v}"
     );
     assert_eq!(v["field"], "zero-window probe", "{v}");

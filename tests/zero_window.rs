@@ -95,7 +95,7 @@ fn dropping_bs_probes_fails_zero_window_sender() {
         2,
     );
     assert!(
-        t.contains("b never probed a's zero window [RFC 9293 §3.8.6.1 (MUST-35: probing of zero windows MUST be supported)]"),
+        t.contains("b never probed a's zero window [RFC 9293 §3.8.6.1 (MUST-36: probing of zero windows MUST be supported)]"),
         "{t}"
     );
     assert!(

@@ -252,3 +252,27 @@ pub fn fails_with_fault(name: &str, property: &str, fault: &str, seed: u64, case
     assert!(t.contains(&format!("FAIL {property}")), "{t}");
     t
 }
+
+/// A world-readable copy of the smoltcp adapter (it runs as an unprivileged uid), under a directory of this test
+/// process.
+pub fn smoltcp_adapter() -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let built = bin().with_file_name("netconform-sut-smoltcp");
+    assert!(
+        built.exists(),
+        "{} is missing: `cargo build --release` at the workspace root builds it",
+        built.display()
+    );
+    let dir = std::env::temp_dir().join(format!("netconform-smoltcp-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let installed = dir.join("netconform-sut-smoltcp");
+    if !installed.exists() {
+        // Copied under a name of this thread, then renamed: tests running at once never see half a file.
+        let partial = dir.join(format!("{:?}.partial", std::thread::current().id()));
+        std::fs::copy(&built, &partial).unwrap();
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&partial, &installed).unwrap();
+    }
+    installed.to_string_lossy().into_owned()
+}

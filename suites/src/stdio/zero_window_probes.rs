@@ -21,11 +21,11 @@ pub const MUST_PROBE_AFTER: Duration = Duration::from_millis(2500);
 
 /// Zero-window probing by the SUT (lab Q28).
 ///
-/// RFC 9293 §3.8.6.1 (MUST-35): a sender MUST probe a zero window; (MUST-36) probes back off exponentially;
+/// RFC 9293 §3.8.6.1 (MUST-36): a sender MUST probe a zero window; (SHLD-30) probes back off exponentially;
 /// (MUST-37) the connection is kept open while probes are answered. a gets SO_RCVBUF 2048 and reads nothing
 /// for 4 s while the SUT sends 20–60 KB; then a reads everything. Checked: a's window closed (else the case
 /// is invalid); while it was closed for 2.5 s or more, the SUT sent at least one segment into it (a probe);
-/// the intervals between its probes do not shrink (10 % tolerance, MUST-36); a receives the whole stream once
+/// the intervals between its probes do not shrink (10 % tolerance, SHLD-30); a receives the whole stream once
 /// the window opens.
 pub struct ZeroWindowProbes;
 
@@ -44,7 +44,7 @@ impl Property for ZeroWindowProbes {
             id: "stdio.zero_window.probes",
             suite: "stdio",
             title: "the SUT probes a's zero window, backing off, and the stream completes once it opens",
-            clauses: &["RFC 9293 §3.8.6.1 (MUST-35, MUST-36, MUST-37)", "RFC 1122 §4.2.2.17"],
+            clauses: &["RFC 9293 §3.8.6.1 (MUST-36, MUST-37, SHLD-30)", "RFC 1122 §4.2.2.17"],
             questions: &["Q28"],
             subject: Subject::B,
             needs: STDIO,
@@ -106,7 +106,7 @@ impl Property for ZeroWindowProbes {
         let mut f = Findings::default();
         f.check(!probes.is_empty() || period < MUST_PROBE_AFTER, || {
             Violation::new(
-                "RFC 9293 §3.8.6.1 (MUST-35)",
+                "RFC 9293 §3.8.6.1 (MUST-36)",
                 "the SUT never probed a's zero window",
             )
             .frame(closed.0.number)
@@ -121,7 +121,7 @@ impl Property for ZeroWindowProbes {
         for (i, w) in gaps.windows(2).enumerate() {
             f.check(w[1] * 10 >= w[0] * 9, || {
                 Violation::new(
-                    "RFC 9293 §3.8.6.1 (MUST-36)",
+                    "RFC 9293 §3.8.6.1 (SHLD-30)",
                     "the SUT's zero-window probes do not back off",
                 )
                 .frames([probes[i + 1].0, probes[i + 2].0])

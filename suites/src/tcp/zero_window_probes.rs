@@ -25,7 +25,7 @@ const UPDATE_AFTER_READ: Duration = Duration::from_millis(50);
 /// RFC 9293 §3.8.6.1: "The sending TCP must regularly transmit at least one octet of new data (if
 /// available) or retransmit to the receiving TCP even if the send window is zero" (MUST-36), "in order to
 /// 'probe' the window"; the probes' interval should increase exponentially (SHLD-29 via RFC 1122
-/// §4.2.2.17), and a zero window must not close the connection while probes are acknowledged (MUST-35/37).
+/// §4.2.2.17), and a zero window must not close the connection while probes are acknowledged (MUST-37).
 /// Linux departs in form, not in substance: its probe carries no payload and uses SEQ = SND.UNA − 1 (an
 /// old sequence number that forces the receiver to answer with its current window), instead of one octet of
 /// new data; netconform labels both forms `zero-window-probe` (tshark calls Linux's form "Keep-Alive").
@@ -81,7 +81,7 @@ impl Property for ZeroWindowProbes {
             id: "tcp.zero_window.probes",
             suite: "tcp-data",
             title: "a zero window stops the sender, which probes at exponentially growing intervals until a window update; nothing is lost",
-            clauses: &["RFC 9293 §3.8.6.1 (MUST-35, MUST-36, MUST-37)", "RFC 1122 §4.2.2.17"],
+            clauses: &["RFC 9293 §3.8.6.1 (MUST-36, MUST-37, SHLD-29, SHLD-30)", "RFC 1122 §4.2.2.17"],
             questions: &["Q28"],
             subject: Subject::A,
             needs: Needs {
@@ -303,7 +303,7 @@ impl Property for ZeroWindowProbes {
                 .any(|&i| trace.frames[i].number > *number && from(i) == Some(Host::B));
             findings.check(answered, || {
                 Violation::new(
-                    "RFC 9293 §3.8.6.1 (MUST-35: the receiver answers probes)",
+                    "RFC 9293 §3.8.6.1 (a receiver with a zero window still acknowledges each segment)",
                     "a zero-window probe was not answered",
                 )
                 .frame(*number)

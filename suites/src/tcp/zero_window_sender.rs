@@ -90,8 +90,8 @@ const GROWTH: f64 = 1.5;
 ///
 /// RFC 9293 §3.8.6.1: "The sending TCP peer must regularly transmit at least one octet of new data (if
 /// available), or retransmit to the receiving TCP peer even if the send window is zero, in order to 'probe'
-/// the window"; "Probing of zero (offered) windows MUST be supported" (MUST-35); while probes are
-/// acknowledged the sender "MUST allow the connection to stay open" (MUST-36); the first probe SHOULD go
+/// the window"; "Probing of zero (offered) windows MUST be supported" (MUST-36); while probes are
+/// acknowledged the sender "MUST allow the connection to stay open" (MUST-37); the first probe SHOULD go
 /// when the zero window "has existed for the retransmission timeout period" (SHLD-29) and the interval
 /// SHOULD "increase exponentially" (SHLD-30, from RFC 1122 §4.2.2.17). Both probe forms are accepted (netconform
 /// labels both `zero-window-probe`): one octet of new data at SND.UNA (the RFC's), or no payload at
@@ -169,7 +169,7 @@ impl Property for ZeroWindowSender {
             suite: "tcp-data",
             title: "b, sending into a's zero window, sends only probes, the first within one RTO (Linux: 200 ms; RFC: 1 s, ×2 tolerance), at growing intervals, and resumes intact when it opens",
             clauses: &[
-                "RFC 9293 §3.8.6.1 (MUST-35, MUST-36, SHLD-29, SHLD-30)",
+                "RFC 9293 §3.8.6.1 (MUST-36, MUST-37, SHLD-29, SHLD-30)",
                 "RFC 1122 §4.2.2.17",
             ],
             questions: &["Q28"],
@@ -308,7 +308,7 @@ impl Property for ZeroWindowSender {
             if t.flags.rst {
                 findings.push(
                     Violation::new(
-                        "RFC 9293 §3.8.6.1 (MUST-36: the connection stays open while probes are acknowledged)",
+                        "RFC 9293 §3.8.6.1 (MUST-37: the connection stays open while probes are acknowledged)",
                         "b reset the connection during a's zero window",
                     )
                     .frames([zero.number, f.number])
@@ -333,7 +333,7 @@ impl Property for ZeroWindowSender {
         }
         findings.check(!probes.is_empty(), || {
             Violation::new(
-                "RFC 9293 §3.8.6.1 (MUST-35: probing of zero windows MUST be supported)",
+                "RFC 9293 §3.8.6.1 (MUST-36: probing of zero windows MUST be supported)",
                 "b never probed a's zero window",
             )
             .frame(zero.number)
@@ -387,7 +387,7 @@ impl Property for ZeroWindowSender {
         }
         findings.check(read == written && mismatch_at.is_none(), || {
             let v = Violation::new(
-                "RFC 9293 §3.8.6.1 (MUST-36: the connection survives the zero window)",
+                "RFC 9293 §3.8.6.1 (MUST-37: the connection survives the zero window)",
                 "a did not receive b's stream intact after its window opened",
             );
             let v = match open {
