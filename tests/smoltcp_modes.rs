@@ -1,7 +1,8 @@
 //! smoltcp judged through both of its adapter's modes gives the same verdicts (project issue #19): the driven mode
-//! (`netconform-sut-smoltcp`, netconform-sut/1) over fd 3 and over a TUN device opened by name, and the passive
-//! stdio mode (`netconform-sut-smoltcp --stdio`) as server and as client, over fd 3 and over a TUN device by
-//! name, as a student stack would open it. The behaviours judged by both the `stdio` suite and a property that
+//! (`netconform-sut-smoltcp`, netconform-sut/1) over fd 3, over a TUN device opened by name and over a TAP device
+//! (Ethernet: smoltcp does ARP and ND with a's kernel), and the passive stdio mode (`netconform-sut-smoltcp
+//! --stdio`) as server and as client over fd 3 and over a TUN device by name, as a student stack would open it,
+//! and as client over a TAP device. The behaviours judged by both the `stdio` suite and a property that
 //! runs through the driver are paired; per pair, every mode must give the same verdict: pass, or fail with a
 //! finding under the same clause.
 //!
@@ -35,7 +36,7 @@ use serde_json::Value;
 /// One test at a time: both compare global host state.
 static HOST: Mutex<()> = Mutex::new(());
 
-/// The run seed and the cases per property: small, so the six runs take a few seconds each.
+/// The run seed and the cases per property: small, so the eight runs take a few seconds each.
 const SEED: &str = "19";
 const CASES: &str = "4";
 
@@ -126,6 +127,12 @@ const MODES: &[Mode] = &[
     Mode::Stdio {
         role: "client",
         attach: "tun:tun144",
+    },
+    // Ethernet: smoltcp does ARP and ND with a's kernel.
+    Mode::Driven { attach: "tap:tap0" },
+    Mode::Stdio {
+        role: "client",
+        attach: "tap:tap0",
     },
 ];
 

@@ -3,7 +3,7 @@
 //! thread runs the stack between and during requests, and each request is a few calls of the stack's socket API.
 //!
 //! How the pieces map:
-//! - the link ([`link`]) is the descriptor netconform attached, fd 3 or a TUN device; smoltcp's interface gets
+//! - the link ([`link`]) is the descriptor netconform attached, fd 3, a TUN or a TAP device; smoltcp's interface gets
 //!   the lab addresses from `NETCONFORM_ADDR`/`NETCONFORM_ADDR6` and its random seed from `NETCONFORM_SEED`;
 //! - each request looks at its socket after every poll of the stack and otherwise sleeps ([`Adapter::wait`]) in
 //!   `poll(2)` on the link (and, between requests, stdin) until the stack's next timer, a packet, a request
@@ -40,7 +40,7 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 
 use fault::{Fault, Faults};
 use link::Link;
@@ -194,7 +194,13 @@ fn stack(fault: Option<Fault>, seed: u64) -> Result<(Interface, Link, IpAddress)
         .and_then(|m| m.parse().ok())
         .unwrap_or(1500);
     let mut link = Link::open(mtu, Faults::new(fault)).map_err(|e| format!("the link: {e}"))?;
-    let mut config = Config::new(HardwareAddress::Ip);
+    // On a TAP device smoltcp speaks Ethernet: a locally administered address of its own, ARP and ND by smoltcp.
+    let hardware = if link.ethernet {
+        HardwareAddress::Ethernet(EthernetAddress([0x02, 0, 0, 0, 0, 0x02]))
+    } else {
+        HardwareAddress::Ip
+    };
+    let mut config = Config::new(hardware);
     config.random_seed = seed;
     let mut iface = Interface::new(config, &mut link, Instant::now());
     iface.update_ip_addrs(|addrs| {
