@@ -207,12 +207,14 @@ impl Hosts {
 }
 
 /// The steps every link shares, on the host thread: lo up, the link `nc0` found, its MTU set, offloads off
-/// (veth only), up, and the host's IPv4 and IPv6 addresses added. Returns the netlink socket for more steps.
+/// (veth only), up (with `IFF_NOARP` when `no_arp`: static neighbours, see [`finish_host`]), and the host's
+/// IPv4 and IPv6 addresses added. Returns the netlink socket for more steps.
 pub fn bring_up_link(
     host: Host,
     mtu: Option<u32>,
     what: &str,
     offloads_off: bool,
+    no_arp: bool,
 ) -> Result<(netlink::Netlink, u32)> {
     let step = |s: &str| format!("host {}: {s}", host.name());
     let mut nl =
@@ -230,10 +232,14 @@ pub fn bring_up_link(
         ethtool::disable_offloads(IFNAME)
             .map_err(|e| HarnessError::lab(step("turn offloads off"), e))?;
     }
-    // No link-local address: no MLD reports on the wire. Global addresses are enough for a /64 on a link.
+    // No link-local address (global addresses are enough for a /64 on a link). Without ARP (static
+    // neighbours) the kernel joins no solicited-node group for the addresses either, so no MLD report reaches
+    // the wire: with ARP on, each host sent 2–4 of them (from ::, to ff02::16) in the first second of a lab,
+    // inside the captures of longer cases.
     nl.set_no_link_local(ifindex)
         .map_err(|e| HarnessError::lab(step(&format!("{what}: addrgenmode none")), e))?;
-    nl.set_link_up(ifindex)
+    let extra = if no_arp { netlink::IFF_NOARP } else { 0 };
+    nl.set_link_up_with(ifindex, extra)
         .map_err(|e| HarnessError::lab(step(&format!("set {what} up")), e))?;
     for family in [Family::Ipv4, Family::Ipv6] {
         nl.add_address(ifindex, host_addr(host, family), prefix_len(family))

@@ -176,6 +176,8 @@ const NUD_PERMANENT: u16 = 0x80;
 // include/uapi/linux/if.h
 /// `IFF_UP = 0x1`.
 pub const IFF_UP: u32 = 0x1;
+/// `IFF_NOARP = 0x80`: no ARP, and for IPv6 no solicited-node multicast groups (so no MLD reports).
+pub const IFF_NOARP: u32 = 0x80;
 /// `IFF_RUNNING = 0x40`: operstate is up (carrier on).
 pub const IFF_RUNNING: u32 = 0x40;
 /// `IFF_LOWER_UP = 0x10000`: carrier on.
@@ -826,10 +828,15 @@ impl Netlink {
 
     /// Sets interface `ifindex` up (`IFF_UP`); works for `lo` ([`LOOPBACK_IFINDEX`]) too.
     pub fn set_link_up(&mut self, ifindex: u32) -> io::Result<()> {
+        self.set_link_up_with(ifindex, 0)
+    }
+
+    /// Sets interface `ifindex` up with the flags `extra` (e.g. [`IFF_NOARP`]) set in the same request.
+    pub fn set_link_up_with(&mut self, ifindex: u32, extra: u32) -> io::Result<()> {
         let op = Op::SetUp(ifindex);
         let mut hdr = IfInfoMsg::link(ifindex).map_err(|e| invalid_input(&op, e))?;
-        hdr.flags = IFF_UP;
-        hdr.change = IFF_UP;
+        hdr.flags = IFF_UP | extra;
+        hdr.change = IFF_UP | extra;
         let req = Request::new(RTM_NEWLINK, 0, &hdr.encode());
         self.execute(req, &op, |_, _| Ok(()))
     }

@@ -27,7 +27,8 @@ pub fn configure_tun_host(host: Host, mtu: Option<u32>) -> Result<(PacketEnd, u3
     let tun = open_tun(IFNAME)
         .and_then(PacketEnd::new)
         .map_err(|e| HarnessError::lab(format!("host {}: open TUN device", host.name()), e))?;
-    let (_, ifindex) = bring_up_link(host, mtu, "TUN device", false)?;
+    // A TUN device has IFF_NOARP already.
+    let (_, ifindex) = bring_up_link(host, mtu, "TUN device", false, false)?;
     wait_ipv6_local_route(host)?;
     Ok((tun, ifindex))
 }
@@ -38,7 +39,7 @@ pub fn configure_tap_host(host: Host, mtu: Option<u32>) -> Result<(PacketEnd, u3
     let tap = open_device(IFNAME, true)
         .and_then(PacketEnd::new)
         .map_err(|e| HarnessError::lab(format!("host {}: open TAP device", host.name()), e))?;
-    let (_, ifindex) = bring_up_link(host, mtu, "TAP device", false)?;
+    let (_, ifindex) = bring_up_link(host, mtu, "TAP device", false, false)?;
     wait_ipv6_local_route(host)?;
     Ok((tap.ethernet(), ifindex))
 }

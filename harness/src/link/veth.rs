@@ -7,7 +7,8 @@
 //! 3. one RTM_GETLINK per end after both are up forces the deferred carrier-up work to finish (without it the
 //!    first ARP is lost in ~1 % of labs);
 //! 4. static neighbour entries (default) avoid the IPv6 solicited-node multicast race (a 1 s stall in ~0.4 %
-//!    of labs) and keep ARP/ND out of traces; properties that study ARP/ND turn them off.
+//!    of labs) and keep ARP/ND out of traces; with them the ends are `IFF_NOARP` (step 2), so the kernel joins
+//!    no solicited-node group and sends no MLD report either. Properties that study ARP/ND turn them off.
 //!
 //! The capture is an AF_PACKET socket on a's end ([`crate::capture`]).
 
@@ -51,9 +52,9 @@ impl Veth {
             nl.create_veth(IFNAME, PEER_IFNAME, std::os::fd::AsRawFd::as_raw_fd(&b_ns))
                 .map_err(|e| HarnessError::lab("host a: create veth pair with peer in b", e))
         })??;
-        let mtu = options.mtu;
-        let setup_b = b.submit(move || configure_end(Host::B, mtu));
-        let setup_a = a.run(move || configure_end(Host::A, mtu))??;
+        let (mtu, no_arp) = (options.mtu, options.static_neighbours);
+        let setup_b = b.submit(move || configure_end(Host::B, mtu, no_arp));
+        let setup_a = a.run(move || configure_end(Host::A, mtu, no_arp))??;
         let setup_b = setup_b.wait()??;
         let static_neigh = options.static_neighbours;
         let (ia, ib) = (setup_a.ifindex, setup_b.ifindex);
@@ -68,10 +69,11 @@ impl Veth {
     }
 }
 
-/// Brings up lo and the veth end, adds addresses, turns offloads off. Runs on the host thread.
-fn configure_end(host: Host, mtu: Option<u32>) -> Result<EndSetup> {
+/// Brings up lo and the veth end (without ARP when neighbours are static), adds addresses, turns offloads off.
+/// Runs on the host thread.
+fn configure_end(host: Host, mtu: Option<u32>, no_arp: bool) -> Result<EndSetup> {
     let step = |what: &str| format!("host {}: {what}", host.name());
-    let (mut nl, ifindex) = bring_up_link(host, mtu, "veth end", true)?;
+    let (mut nl, ifindex) = bring_up_link(host, mtu, "veth end", true, no_arp)?;
     let link = nl
         .get_link(ifindex)
         .map_err(|e| HarnessError::lab(step("read veth end"), e))?;
