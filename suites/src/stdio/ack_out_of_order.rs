@@ -73,7 +73,7 @@ pub struct OutOfOrderCase {
 /// [`ANSWER_WITHIN`] of the last such segment: at least one per out-of-order segment up to two (tolerance:
 /// the first may also be the ACK of the data before the hole, and one ACK may answer a burst of
 /// out-of-order segments processed together, RFC 9293 MUST-58); (c) each old duplicate (all of it below the
-/// least the SUT can have in order) is followed within [`ANSWER_WITHIN`] by a pure ACK (one that does not
+/// least the SUT can have in order, or below what the SUT had already acknowledged) is followed within [`ANSWER_WITHIN`] by a pure ACK (one that does not
 /// acknowledge a's FIN, unless the FIN came before the duplicate); (d) the SUT printed a's stream exactly.
 /// A case in which no out-of-order segment and no old duplicate reached the SUT is invalid.
 pub struct AckOutOfOrder;
@@ -182,10 +182,18 @@ impl Property for AckOutOfOrder {
         let mut out_of_order: Vec<(&Delivery, u64)> = Vec::new(); // (delivery, the hole's first byte)
         let mut old: Vec<(&Delivery, bool)> = Vec::new(); // (delivery, a's FIN had arrived)
         let mut fin_arrived = false;
+        // What the SUT itself had acknowledged before a time: its RCV.NXT was at least that.
+        let acked_before = |t: u64| {
+            from_b(trace)
+                .filter(|(fr, tcp)| tcp.flags.ack && fr.rel_ns < t)
+                .filter_map(|(fr, _)| fr.rel_ack.map(|a| a as u64))
+                .max()
+                .unwrap_or(1)
+        };
         for d in &deliveries {
             if d.seq > most.next {
                 out_of_order.push((d, most.next));
-            } else if d.end <= least {
+            } else if d.end <= least.max(acked_before(d.t_ns)) {
                 old.push((d, fin_arrived));
             }
             most.add(d.seq, d.end);
