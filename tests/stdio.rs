@@ -36,14 +36,18 @@ fn program(name: &str) -> String {
 
 /// Runs netconform on the stdio suite with a JSON report; returns (exit code, report, output text).
 fn run_stdio(name: &str, sut: &str, extra: &[&str]) -> (i32, Value, String) {
+    run_selected(name, sut, &["--suite", "stdio"], extra)
+}
+
+/// Runs netconform on `selection` (`--suite`/`--property` arguments) with a JSON report.
+fn run_selected(name: &str, sut: &str, selection: &[&str], extra: &[&str]) -> (i32, Value, String) {
     let dir = out_dir(name);
     let json = dir.join("report.json");
     let (j, o) = (json.to_string_lossy(), dir.join("out"));
     let o = o.to_string_lossy();
-    let mut args = vec![
-        "run",
-        "--suite",
-        "stdio",
+    let mut args = vec!["run"];
+    args.extend(selection);
+    args.extend([
         "--cases",
         "3",
         "--seed",
@@ -56,7 +60,7 @@ fn run_stdio(name: &str, sut: &str, extra: &[&str]) -> (i32, Value, String) {
         &j,
         "--out",
         &o,
-    ];
+    ]);
     args.extend(extra);
     let out = netconform(&args);
     let report: Value = serde_json::from_str(
@@ -177,6 +181,51 @@ fn the_fixed_stdio_sut_passes_as_server_and_client_over_tun_and_fd() {
         for p in report["properties"].as_array().unwrap() {
             assert_eq!(count(p, "pass"), 3, "{name}: {}\n{out}", p["id"]);
         }
+    }
+    let left = wait_for_no_leftovers(&before);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The fixed program with one fault switched on fails the property that judges it, in every case, with
+/// the finding named: `--no-dup-ack` (out-of-order and old duplicate segments dropped silently) fails
+/// `stdio.ack.out_of_order`, `--tiny-segments` (64-byte segments) fails `stdio.sws.avoidance`. (Without the
+/// fault both pass: `the_fixed_stdio_sut_passes_as_server_and_client_over_tun_and_fd`.)
+#[test]
+fn missing_duplicate_acks_and_tiny_segments_are_reported() {
+    let _host = HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let before = host_state();
+    for (flag, id, finding) in [
+        (
+            "--no-dup-ack",
+            "stdio.ack.out_of_order",
+            "the SUT did not answer out-of-order data with duplicate ACKs",
+        ),
+        (
+            "--tiny-segments",
+            "stdio.sws.avoidance",
+            "the SUT sent a short segment while another short one was unacknowledged",
+        ),
+    ] {
+        let sut = format!("{} --fixed {flag}", program("stdio-tcp.py"));
+        let (rc, report, out) = run_selected(
+            &format!("stdio{flag}"),
+            &sut,
+            &["--property", id],
+            &[
+                "--sut-role",
+                "server",
+                "--sut-port",
+                "5001",
+                "--sut-dev",
+                "tun144",
+            ],
+        );
+        assert_eq!(rc, 1, "{flag}:\n{out}");
+        assert_eq!(count(property(&report, id), "fail"), 3, "{flag}:\n{out}");
+        assert!(
+            out.contains(finding),
+            "{flag}: {finding:?} not reported:\n{out}"
+        );
     }
     let left = wait_for_no_leftovers(&before);
     assert!(left.is_empty(), "left behind: {left:?}");

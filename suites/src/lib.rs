@@ -64,6 +64,8 @@ fn defaults() -> Vec<&'static dyn DynProperty> {
         &stdio::loss_retransmit::LossRetransmit,
         &stdio::ack_delay::AckDelay,
         &stdio::liveness_no_stall::NoStall,
+        &stdio::ack_out_of_order::AckOutOfOrder,
+        &stdio::sws_avoidance::SwsAvoidance,
     ]
 }
 

@@ -11,12 +11,21 @@ By default it is a deliberately broken student stack, with three faults netconfo
   - it never sends a RST (segments for other ports or connections are ignored).
 `--fixed` switches the three faults off: a random ISN, RSTs as RFC 9293 §3.10.7.1 says, and a peer that
 closes first is simply CLOSE-WAIT. Otherwise it is the same small stack: MSS option, in-order receive with an
-immediate ACK for every segment, a window of 65535, go-back-N retransmission (RTO 1 s, RFC 6298 (2.1),
-doubling), zero-window probes that back off, and it exits once both FINs are acknowledged.
+immediate ACK for every segment (an out-of-order or old duplicate one included), a window of 65535, sender
+SWS avoidance with Nagle (a short segment only with nothing in flight or at the end of the data),
+go-back-N retransmission (RTO 1 s, RFC 6298 (2.1), doubling), zero-window probes that back off, and it
+exits once both FINs are acknowledged.
+
+Two more faults, each switched on by its flag (with or without `--fixed`), for the stdio suite's tests:
+  - `--no-dup-ack`: an out-of-order or old duplicate segment is dropped silently, with no ACK;
+  - `--tiny-segments`: data leaves in segments of at most 64 bytes, as fast as the window allows.
 """
 import fcntl, ipaddress, os, random, select, struct, sys, threading, time
 
 FIXED = "--fixed" in sys.argv
+NO_DUP_ACK = "--no-dup-ack" in sys.argv
+TINY = "--tiny-segments" in sys.argv
+TINY_SEGMENT = 64
 FAM6 = os.environ.get("NETCONFORM_FAMILY") == "ipv6"
 ROLE = os.environ.get("NETCONFORM_ROLE", "server")
 PORT = int(os.environ.get("NETCONFORM_PORT", "5001"))
@@ -203,12 +212,14 @@ class Conn:
             if lt(seq, self.rcv_nxt):  # retransmitted: keep what is new
                 cut = (self.rcv_nxt - seq) & M32
                 if cut >= len(payload) + (1 if flags & FIN else 0) or cut > len(payload):
-                    self.send(self.snd_nxt, ACK)
+                    if not NO_DUP_ACK:
+                        self.send(self.snd_nxt, ACK)
                     return
                 payload = payload[cut:]
                 seq = self.rcv_nxt
             if seq != self.rcv_nxt or self.peer_fin:
-                self.send(self.snd_nxt, ACK)
+                if not NO_DUP_ACK:
+                    self.send(self.snd_nxt, ACK)
                 return
             if payload:
                 sys.stdout.buffer.write(payload)
@@ -259,7 +270,12 @@ class Conn:
                 room = self.snd_wnd - in_flight
                 if room <= 0:
                     break
-                n = min(unsent, room, self.peer_mss, MSS)
+                full = min(self.peer_mss, MSS)
+                n = min(unsent, room, full)
+                if TINY:
+                    n = min(n, TINY_SEGMENT)
+                elif n < full and in_flight > 0 and not (self.stdin_eof and n == unsent):
+                    break  # Nagle / sender SWS avoidance: wait for the ACK
                 at = (self.snd_nxt - self.out_base) & M32
                 self.send(self.snd_nxt, ACK | PSH, bytes(self.out[at:at + n]))
                 self.snd_nxt = (self.snd_nxt + n) & M32

@@ -25,6 +25,12 @@ pub enum Rule {
     DropSeqRange { from: u32, to: u32 },
     /// Drop the `n`-th UDP datagram of this direction (1-based).
     DropNthUdp { n: u32 },
+    /// Deliver the `n`-th TCP segment carrying payload in this direction (1-based) `ms` late, so the segments
+    /// sent after it overtake it (recorded as reordered).
+    HoldNthData { n: u32, ms: u32 },
+    /// Deliver every TCP segment whose payload holds relative sequence number `at` twice, the copy `ms` after
+    /// the original (recorded as duplicated).
+    DuplicateSeq { at: u32, ms: u32 },
 }
 
 /// What the relay does to one direction.
@@ -112,6 +118,8 @@ pub fn decide(
     let jitter = Duration::from_micros((imp.jitter_us as f64 * r_jitter) as u64);
     let mut delay = base + jitter;
     let mut rule_drop = false;
+    let mut rule_hold: Option<Duration> = None;
+    let mut rule_copy: Option<Duration> = None;
     if let Ok(net) = parse_ip(pkt) {
         let transport = match &net {
             Network::Ipv4 { transport, .. } | Network::Ipv6 { transport, .. } => Some(transport),
@@ -140,6 +148,17 @@ pub fn decide(
                                 delay += Duration::from_millis(*ms as u64);
                             }
                         }
+                        Rule::HoldNthData { n, ms } => {
+                            if repr.payload_len > 0 && st.data_segments == *n {
+                                rule_hold = Some(Duration::from_millis(*ms as u64));
+                            }
+                        }
+                        Rule::DuplicateSeq { at, ms } => {
+                            let len = repr.payload_len as u32;
+                            if len > 0 && at.wrapping_sub(rel) < len {
+                                rule_copy = Some(Duration::from_millis(*ms as u64));
+                            }
+                        }
                         Rule::DropNthUdp { .. } => {}
                     }
                 }
@@ -162,13 +181,19 @@ pub fn decide(
         return (Vec::new(), vec![LinkEventKind::Dropped]);
     }
     let mut events = Vec::new();
-    if r_reorder < imp.reorder_ppm {
+    if let Some(hold) = rule_hold {
+        delay += hold;
+        events.push(LinkEventKind::Reordered);
+    } else if r_reorder < imp.reorder_ppm {
         // Held back by one base delay plus 1 ms, so packets sent just after it overtake it.
         delay += base + Duration::from_millis(1);
         events.push(LinkEventKind::Reordered);
     }
     let mut out = vec![delay];
-    if r_dup < imp.duplicate_ppm {
+    if let Some(copy) = rule_copy {
+        out.push(delay + copy);
+        events.push(LinkEventKind::Duplicated);
+    } else if r_dup < imp.duplicate_ppm {
         out.push(delay + Duration::from_micros(100));
         events.push(LinkEventKind::Duplicated);
     }
@@ -201,5 +226,76 @@ mod tests {
         assert_ne!(run(7), run(8));
         let dropped = run(7).iter().filter(|(d, _)| d.is_empty()).count();
         assert!((100..200).contains(&dropped), "30 % of 500: {dropped}");
+    }
+
+    /// An IPv4 TCP segment of this direction: relative sequence `seq` (the SYN at 0), `len` bytes of payload.
+    fn segment(seq: u32, len: usize, syn: bool) -> Vec<u8> {
+        let repr = crate::wire::TcpRepr {
+            src_port: 1000,
+            dst_port: 2000,
+            seq: crate::wire::SeqNumber(1000u32.wrapping_add(seq)),
+            ack: crate::wire::SeqNumber(0),
+            flags: crate::wire::TcpFlags {
+                syn,
+                ack: !syn,
+                ..Default::default()
+            },
+            window: 1000,
+            urgent: 0,
+            options: Vec::new(),
+            payload_len: len,
+        };
+        let (src, dst) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
+        let tcp = repr.emit(src, dst, &vec![b'x'; len]);
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+        ];
+        let total = (20 + tcp.len()) as u16;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&tcp);
+        ip
+    }
+
+    #[test]
+    fn hold_and_duplicate_rules_pick_their_segments() {
+        use rand::SeedableRng;
+        let imp = Impairment {
+            rules: vec![
+                Rule::HoldNthData { n: 2, ms: 300 },
+                Rule::DuplicateSeq { at: 2500, ms: 80 },
+            ],
+            ..Default::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut st = RuleState::default();
+        let mut go = |p: Vec<u8>| decide(&imp, &mut rng, &mut st, &p);
+        // The SYN, then data segments [1, 1001), [1001, 2001), [2001, 3001), [3001, 4001).
+        assert_eq!(go(segment(0, 0, true)), (vec![Duration::ZERO], vec![]));
+        assert_eq!(go(segment(1, 1000, false)), (vec![Duration::ZERO], vec![]));
+        assert_eq!(
+            go(segment(1001, 1000, false)),
+            (
+                vec![Duration::from_millis(300)],
+                vec![LinkEventKind::Reordered]
+            )
+        );
+        assert_eq!(
+            go(segment(2001, 1000, false)),
+            (
+                vec![Duration::ZERO, Duration::from_millis(80)],
+                vec![LinkEventKind::Duplicated]
+            )
+        );
+        assert_eq!(
+            go(segment(3001, 1000, false)),
+            (vec![Duration::ZERO], vec![])
+        );
+        // A pure ACK is neither held nor copied; a retransmission of the copied byte is copied again, and
+        // the 6th data segment is not held.
+        assert_eq!(go(segment(4001, 0, false)), (vec![Duration::ZERO], vec![]));
+        assert_eq!(
+            go(segment(2401, 200, false)).1,
+            vec![LinkEventKind::Duplicated]
+        );
     }
 }

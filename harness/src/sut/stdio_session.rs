@@ -62,6 +62,10 @@ pub struct Plan {
     pub a_rcvbuf: Option<i32>,
     /// a reads nothing for this long after the connection is up.
     pub a_read_pause: Duration,
+    /// a's shutdown (WR) waits this long after a got its last byte into its socket (a FIN held back, so
+    /// late copies of a's segments still meet an open connection).
+    #[serde(default)]
+    pub a_shut_delay: Duration,
     /// a connects to another port of the SUT once connected, and records what came back.
     pub probe_other_port: bool,
 }
@@ -75,6 +79,7 @@ impl Plan {
             first_close,
             a_rcvbuf: None,
             a_read_pause: Duration::ZERO,
+            a_shut_delay: Duration::ZERO,
             probe_other_port: false,
         }
     }
@@ -297,6 +302,7 @@ fn converse(
     let mut fed = false;
     let mut a_shut = false;
     let mut sut_got_all_at: Option<Instant> = None;
+    let mut a_wrote_all_at: Option<Instant> = None;
     let mut clean_at: Option<Instant> = None;
     let mut exited_at: Option<Instant> = None;
     let mut sock = Some(sock);
@@ -357,10 +363,13 @@ fn converse(
             FirstClose::A | FirstClose::Both => true,
         };
         let may_read = connected.elapsed() >= plan.a_read_pause;
-        let may_shut = match plan.first_close {
-            FirstClose::A => true,
-            FirstClose::Sut | FirstClose::Both => session.a_eof,
-        };
+        let shut_delay_over = plan.a_shut_delay.is_zero()
+            || a_wrote_all_at.is_some_and(|t| now.duration_since(t) >= plan.a_shut_delay);
+        let may_shut = shut_delay_over
+            && match plan.first_close {
+                FirstClose::A => true,
+                FirstClose::Sut | FirstClose::Both => session.a_eof,
+            };
         let s = sock.take().expect("the socket is put back every round");
         let wrote = session.a_wrote;
         let already_shut = a_shut;
@@ -415,6 +424,9 @@ fn converse(
         })?;
         sock = Some(s);
         session.a_wrote += round.wrote;
+        if session.a_wrote == plan.a_sends.len() && a_wrote_all_at.is_none() {
+            a_wrote_all_at = Some(Instant::now());
+        }
         session.a_received.extend_from_slice(&round.read);
         session.a_eof |= round.eof;
         if round.shut {

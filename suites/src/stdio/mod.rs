@@ -5,6 +5,7 @@
 //! its id (`stdio.stream.integrity` is `stream_integrity.rs`); shared helpers in `common.rs`.
 
 pub mod ack_delay;
+pub mod ack_out_of_order;
 pub mod close_half_close;
 pub mod common;
 pub mod handshake_mss;
@@ -14,4 +15,5 @@ pub mod loss_retransmit;
 pub mod rst_other_port;
 pub mod stream_integrity;
 pub mod sut_no_crash;
+pub mod sws_avoidance;
 pub mod zero_window_probes;
