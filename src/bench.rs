@@ -87,11 +87,19 @@ fn soak_once(seed: u64, dir: &std::path::Path) -> Result<SoakRun, HarnessError> 
         })
         .map(str::to_string)
         .collect();
-    let rerun_lines = stdout
-        .lines()
-        .filter(|l| l.starts_with("RERUN"))
-        .map(str::to_string)
-        .collect();
+    // A RERUN line and the first run's diff after it (its lines up to the next unindented line).
+    let mut rerun_lines = Vec::new();
+    let mut in_rerun = false;
+    for l in stdout.lines() {
+        if l.starts_with("RERUN") {
+            in_rerun = true;
+        } else if !l.starts_with(' ') || l.trim().is_empty() {
+            in_rerun = false;
+        }
+        if in_rerun {
+            rerun_lines.push(l.to_string());
+        }
+    }
     let mut run = SoakRun {
         seed,
         code: out.status.code(),
@@ -206,7 +214,12 @@ fn soak(runs: usize, stress: Option<usize>, seed: u64) -> Result<i32, HarnessErr
             println!("    {line}");
         }
         for line in &r.rerun_lines {
-            println!("    (not counted) {line}");
+            let counted = if line.starts_with("RERUN") {
+                "(not counted) "
+            } else {
+                ""
+            };
+            println!("    {counted}{line}");
         }
     }
     drop(load);

@@ -150,6 +150,7 @@ pub fn render(s: &Scenario, profile: &Profile, outcomes: &[OpOutcome], trace: &T
         .collect();
     let mut shown = shown;
     shown.sort();
+    order_simultaneous_close(trace, &mut shown);
     let tagged = trace
         .conversations
         .iter()
@@ -199,6 +200,71 @@ pub fn render(s: &Scenario, profile: &Profile, outcomes: &[OpOutcome], trace: &T
 }
 
 /// Where a scenario's expectation lives.
+/// Puts the frames of a simultaneous close in one order: `A` first, wherever the capture saw `B`'s first.
+///
+/// In a simultaneous close both FINs are sent before either arrives, and then both final ACKs: each pair
+/// crosses on the link, so which one passes the capture point (a's end) first is a race, not behaviour — on a
+/// loaded machine `B`'s came first in 1 of a few hundred runs, and the snapshot differed. Only pairs proven to
+/// cross are reordered: adjacent frames of one TCP conversation, `B`'s then `A`'s, either both FINs with `A`'s
+/// not acknowledging `B`'s (A had not seen it), or both pure ACKs once both FINs were sent (each answers a FIN,
+/// neither answers the other). Any other order (a FIN answered by a FIN+ACK, a window update that triggers
+/// data) is causal and kept.
+pub(crate) fn order_simultaneous_close(trace: &Trace, shown: &mut [usize]) {
+    use std::collections::HashMap;
+    // Per conversation, the sequence number of each side's FIN once seen ([a, b]).
+    let mut fins: HashMap<usize, [Option<u32>; 2]> = HashMap::new();
+    let fin_seq = |i: usize| {
+        let f = &trace.frames[i];
+        let t = f.tcp()?;
+        t.flags
+            .fin
+            .then(|| f.rel_seq.map(|s| s.wrapping_add(t.payload_len as u32)))
+            .flatten()
+    };
+    let pure_ack = |i: usize| {
+        trace.frames[i].tcp().is_some_and(|t| {
+            t.payload_len == 0 && t.flags.ack && !t.flags.fin && !t.flags.syn && !t.flags.rst
+        })
+    };
+    let mut i = 0;
+    while i < shown.len() {
+        let (first, conv) = (shown[i], trace.frames[shown[i]].conversation);
+        if let Some(conv) = conv {
+            if let (Some(seq), Some(host)) = (fin_seq(first), trace.frames[first].from) {
+                fins.entry(conv).or_default()[host as usize] = Some(seq);
+            }
+        }
+        let Some(&second) = shown.get(i + 1) else {
+            break;
+        };
+        let (f1, f2) = (&trace.frames[first], &trace.frames[second]);
+        let pair = conv.is_some()
+            && f2.conversation == conv
+            && f1.from == Some(Host::B)
+            && f2.from == Some(Host::A);
+        let crossing_fins = pair
+            && fin_seq(first).is_some_and(|b_fin| {
+                fin_seq(second).is_some()
+                    && f2
+                        .rel_ack
+                        .is_none_or(|ack| (ack.wrapping_sub(b_fin) as i32) <= 0)
+            });
+        let both_fins_sent = conv
+            .and_then(|c| fins.get(&c))
+            .is_some_and(|f| f[0].is_some() && f[1].is_some());
+        let crossing_acks = pair && both_fins_sent && pure_ack(first) && pure_ack(second);
+        if crossing_fins || crossing_acks {
+            shown.swap(i, i + 1);
+            if let (Some(conv), Some(seq)) = (conv, fin_seq(second)) {
+                fins.entry(conv).or_default()[Host::A as usize] = Some(seq);
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+}
+
 pub fn snapshot_path(dir: &Path, profile: &str, scenario: &str) -> PathBuf {
     dir.join(profile).join(format!("{scenario}.snap"))
 }

@@ -250,3 +250,38 @@ fn malformed_frames_are_kept_and_rendered() {
         t.canonical_line(0)
     );
 }
+
+/// Snapshots put the crossing frames of a simultaneous close in one order (A first), and keep a causal order.
+#[test]
+fn snapshots_order_a_simultaneous_close_and_keep_causal_closes() {
+    let open = || {
+        vec![
+            seg(true, "S", 100, 0, 64240, 0, vec![], 0),
+            seg(false, "S.", 300, 101, 65160, 0, vec![], 10),
+            seg(true, ".", 101, 301, 502, 0, vec![], 20),
+        ]
+    };
+    // Both FINs cross (a's does not acknowledge b's), then both final ACKs; the capture saw b's first each time.
+    let mut crossing = open();
+    crossing.extend([
+        seg(false, "F.", 301, 101, 509, 0, vec![], 30),
+        seg(true, "F.", 101, 301, 502, 0, vec![], 31),
+        seg(false, ".", 302, 102, 509, 0, vec![], 40),
+        seg(true, ".", 102, 302, 502, 0, vec![], 41),
+    ]);
+    let t = Trace::build(&crossing, &hosts(), None);
+    let mut shown: Vec<usize> = (0..t.frames.len()).collect();
+    crate::snapshot::order_simultaneous_close(&t, &mut shown);
+    assert_eq!(shown, [0, 1, 2, 4, 3, 6, 5]);
+    // b closes first and a answers its FIN (a's FIN+ACK acknowledges it): causal, kept as captured.
+    let mut causal = open();
+    causal.extend([
+        seg(false, "F.", 301, 101, 509, 0, vec![], 30),
+        seg(true, "F.", 101, 302, 502, 0, vec![], 31),
+        seg(false, ".", 302, 102, 509, 0, vec![], 40),
+    ]);
+    let t = Trace::build(&causal, &hosts(), None);
+    let mut shown: Vec<usize> = (0..t.frames.len()).collect();
+    crate::snapshot::order_simultaneous_close(&t, &mut shown);
+    assert_eq!(shown, [0, 1, 2, 3, 4, 5]);
+}
