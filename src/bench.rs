@@ -81,19 +81,27 @@ fn soak_once(seed: u64, dir: &std::path::Path) -> Result<SoakRun, HarnessError> 
     let snapshot_lines = stdout
         .lines()
         .filter(|l| {
-            ["CHANGED", "UNSTABLE", "ERROR", "NEW", "MISSING"]
-                .iter()
-                .any(|k| l.starts_with(k))
+            // The snapshot stage's keywords are padded to ten columns ("ERROR     label: …"); a case's
+            // "ERROR property case N" line is a run problem, counted from the JSON report instead.
+            [
+                "CHANGED ",
+                "UNSTABLE ",
+                "ERROR     ",
+                "NEW     ",
+                "MISSING ",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
         })
         .map(str::to_string)
         .collect();
-    // A RERUN line and the first run's diff after it (its lines up to the next unindented line).
+    // A RERUN line and the first run's diff after it (`@@`, context, `+` and `-` lines, up to a blank line).
     let mut rerun_lines = Vec::new();
     let mut in_rerun = false;
     for l in stdout.lines() {
         if l.starts_with("RERUN") {
             in_rerun = true;
-        } else if !l.starts_with(' ') || l.trim().is_empty() {
+        } else if l.trim().is_empty() || !l.starts_with([' ', '+', '-', '@']) {
             in_rerun = false;
         }
         if in_rerun {

@@ -61,7 +61,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -122,6 +122,12 @@ const RTM_GETROUTE: u16 = 26;
 const RTN_LOCAL: u8 = 2;
 /// `RTA_DST = 1` (`enum rtattr_type_t`): destination address.
 const RTA_DST: u16 = 1;
+/// `RTA_OIF = 4`: output interface.
+const RTA_OIF: u16 = 4;
+/// `RT_TABLE_LOCAL = 255`: the table of local and broadcast routes.
+const RT_TABLE_LOCAL: u8 = 255;
+/// `RTPROT_KERNEL = 2`: a route the kernel installs for an address.
+const RTPROT_KERNEL: u8 = 2;
 /// `RTEXT_FILTER_SKIP_STATS = 1 << 3`: leave the (large) statistics out of link replies.
 const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 
@@ -288,6 +294,7 @@ enum Op<'a> {
     AddAddress(u32, IpAddr, u8),
     AddNeighbour(u32, IpAddr),
     RouteGet(IpAddr),
+    AddLocalRoute(u32, Ipv6Addr),
 }
 
 impl fmt::Display for Op<'_> {
@@ -303,6 +310,7 @@ impl fmt::Display for Op<'_> {
             Op::AddAddress(i, a, p) => write!(f, "add address {a}/{p} on link #{i}"),
             Op::AddNeighbour(i, a) => write!(f, "add neighbour {a} on link #{i}"),
             Op::RouteGet(a) => write!(f, "route get {a}"),
+            Op::AddLocalRoute(i, a) => write!(f, "add local route {a} on link #{i}"),
         }
     }
 }
@@ -916,6 +924,34 @@ impl Netlink {
         self.execute(req, &op, |_, _| Ok(()))
     }
 
+    /// Installs a local route for IPv6 address `addr` of interface `ifindex` (table local, `RTN_LOCAL`,
+    /// protocol kernel, on the interface — the route the kernel installs for an address), so that packets to
+    /// the address are delivered at once. The kernel installs its own only from addrconf's deferred DAD
+    /// work, even for an `IFA_F_NODAD` address ([`Netlink::address_is_local`]); that work runs on one ordered
+    /// workqueue for the whole machine, which under load took more than 10 s (a lab setup error in a stress
+    /// run). Ours gets metric 1024 (the kernel reads a zero metric from user space as its default); the
+    /// kernel's, metric 0, joins it when the deferred work runs (`ip -6 route show table local` lists both),
+    /// and either delivers to this host. Returns `Ok` if the route already exists.
+    pub fn add_ipv6_local_route(&mut self, ifindex: u32, addr: Ipv6Addr) -> io::Result<()> {
+        let op = Op::AddLocalRoute(ifindex, addr);
+        let mut hdr = RtMsg {
+            family: libc::AF_INET6 as u8,
+            dst_len: 128,
+        }
+        .encode();
+        hdr[4] = RT_TABLE_LOCAL;
+        hdr[5] = RTPROT_KERNEL;
+        hdr[6] = libc::RT_SCOPE_UNIVERSE;
+        hdr[RtMsg::TYPE_OFFSET] = RTN_LOCAL;
+        let mut req = Request::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &hdr);
+        req.attr(RTA_DST, &addr.octets());
+        req.attr_u32(RTA_OIF, ifindex);
+        match self.execute(req, &op, |_, _| Ok(())) {
+            Err(e) if errno_of(&e) == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
     /// Whether `addr` is a local address *with its local route*, i.e. whether packets to it are delivered
     /// to this host (a route lookup, `ip route get`, answering `RTN_LOCAL`).
     ///
@@ -1479,6 +1515,14 @@ pub(crate) mod tests {
             nl.add_address(i, A4.into(), 24).unwrap();
             assert!(nl.address_is_local(A4.into()).unwrap(), "IPv4: synchronous");
             assert!(!nl.address_is_local(B4.into()).unwrap());
+            // IPv6: local at once with our own local route (the kernel's comes from deferred work).
+            nl.add_address(i, A6.into(), 64).unwrap();
+            nl.add_ipv6_local_route(i, A6).unwrap();
+            assert!(
+                nl.address_is_local(A6.into()).unwrap(),
+                "IPv6 with its route"
+            );
+            nl.add_ipv6_local_route(i, A6).unwrap(); // present: not an error
             let neigh = std::fs::read_to_string("/proc/thread-self/net/arp").unwrap();
             assert!(
                 neigh.contains("198.18.0.2") && neigh.contains("02:00:00:00:00:03"),
