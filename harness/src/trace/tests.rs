@@ -269,10 +269,13 @@ fn snapshots_order_a_simultaneous_close_and_keep_causal_closes() {
         seg(false, ".", 302, 102, 509, 0, vec![], 40),
         seg(true, ".", 102, 302, 502, 0, vec![], 41),
     ]);
-    let t = Trace::build(&crossing, &hosts(), None);
-    let mut shown: Vec<usize> = (0..t.frames.len()).collect();
-    crate::snapshot::order_simultaneous_close(&t, &mut shown);
-    assert_eq!(shown, [0, 1, 2, 4, 3, 6, 5]);
+    let order = |frames: &[Frame]| {
+        let t = Trace::build(frames, &hosts(), None);
+        let mut shown: Vec<usize> = (0..t.frames.len()).collect();
+        crate::snapshot::order_simultaneous_close(&t, &mut shown);
+        shown
+    };
+    assert_eq!(order(&crossing), [0, 1, 2, 4, 3, 6, 5]);
     // b closes first and a answers its FIN (a's FIN+ACK acknowledges it): causal, kept as captured.
     let mut causal = open();
     causal.extend([
@@ -280,8 +283,5 @@ fn snapshots_order_a_simultaneous_close_and_keep_causal_closes() {
         seg(true, "F.", 101, 302, 502, 0, vec![], 31),
         seg(false, ".", 302, 102, 509, 0, vec![], 40),
     ]);
-    let t = Trace::build(&causal, &hosts(), None);
-    let mut shown: Vec<usize> = (0..t.frames.len()).collect();
-    crate::snapshot::order_simultaneous_close(&t, &mut shown);
-    assert_eq!(shown, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(order(&causal), [0, 1, 2, 3, 4, 5]);
 }
