@@ -187,11 +187,12 @@ impl Drop for Stress {
 
 /// `bench --soak N [--stress K]`: N default runs with snapshots; exit 1 on any non-pass.
 fn soak(runs: usize, stress: Option<usize>, seed: u64) -> Result<i32, HarnessError> {
-    // Each run compares with ./snapshots, as `run --snapshots` does: elsewhere every scenario is MISSING.
+    // Each run compares with the snapshots directory of the current directory, as `run --snapshots` does:
+    // without one every scenario is MISSING.
     if !std::path::Path::new("snapshots").is_dir() {
         return Err(HarnessError::Usage(
-            "bench --soak runs `run --snapshots`, which compares with ./snapshots: there is none here; \
-             run it from the netconform checkout"
+            "bench --soak runs `run --snapshots`, which compares with the snapshots directory of the \
+             current directory: there is none here; run it from the netconform checkout"
                 .into(),
         ));
     }
