@@ -108,18 +108,25 @@ fn bad_checksums_of_every_third_write_fail_random_ops_and_check_finds_the_same()
                 && block.contains("field:    tcp.checksum"),
             "{block}"
         );
-        let (code, c) = check(&pcap);
-        assert_eq!(code, Some(1), "{c}");
-        assert!(
-            c.contains("FAIL tcp.header.valid: a TCP checksum is wrong"),
-            "{c}"
+        check_finds_the_same(
+            &pcap,
+            &block,
+            "FAIL tcp.header.valid: a TCP checksum is wrong",
         );
-        for line in violation_lines(&block) {
-            assert!(
-                c.contains(&line),
-                "check misses {line:?}:\n{c}\nrun said:\n{block}"
-            );
-        }
+    }
+}
+
+/// `netconform check` on the failing case's pcapng fails with `fail_line` and repeats every violation line
+/// the run printed in `block`.
+fn check_finds_the_same(pcap: &Path, block: &str, fail_line: &str) {
+    let (code, c) = check(pcap);
+    assert_eq!(code, Some(1), "{c}");
+    assert!(c.contains(fail_line), "{c}");
+    for line in violation_lines(block) {
+        assert!(
+            c.contains(&line),
+            "check misses {line:?}:\n{c}\nrun said:\n{block}"
+        );
     }
 }
 
@@ -149,18 +156,11 @@ fn a_malformed_syn_ack_option_fails_handshake_options_and_check_finds_the_same()
             block.contains("B>A  S. 0:0(0) ack 1") && block.contains("<malformed>"),
             "{block}"
         );
-        let (code, c) = check(&pcap);
-        assert_eq!(code, Some(1), "{c}");
-        assert!(
-            c.contains("FAIL tcp.header.valid: a TCP option is malformed"),
-            "{c}"
+        check_finds_the_same(
+            &pcap,
+            &block,
+            "FAIL tcp.header.valid: a TCP option is malformed",
         );
-        for line in violation_lines(&block) {
-            assert!(
-                c.contains(&line),
-                "check misses {line:?}:\n{c}\nrun said:\n{block}"
-            );
-        }
     }
 }
 
